@@ -1,0 +1,46 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each installs what it needs first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+STAMP := $(VENV)/.installed
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
+export CDK_DISABLE_CLI_TELEMETRY := true
+export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+
+.PHONY: install demo test test-fast synth lint benchmarks clean
+
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml package.json package-lock.json
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade "pip>=24"
+	# In steps, each pinned: one unconstrained resolve of the whole set can backtrack into source builds.
+	$(PIP) install -c constraints.txt numpy pandas pyarrow
+	$(PIP) install -c constraints.txt -r requirements.txt
+	$(PIP) install -c constraints.txt -r requirements-dev.txt
+	$(PIP) install --no-deps --no-build-isolation -e .
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/modelwerk local down >/dev/null 2>&1 || true
+	bash scripts/demo.sh
+
+test: install
+	$(PY) -m pytest -n 2 --dist loadgroup -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+synth: install
+	cdk synth --no-notices -q
+
+benchmarks: install
+	$(PY) benchmarks/ingest.py
+	$(PY) benchmarks/prepare.py
+
+clean:
+	-$(VENV)/bin/modelwerk local down
+	rm -rf cdk.out .modelwerk .pytest_cache .hypothesis

@@ -1,0 +1,292 @@
+"""Local mode: the whole platform on one machine, no AWS account, no Docker.
+
+``up`` starts the embedded AWS in the background (like ``localstack start``), synthesizes the CDK app if
+``cdk.out`` is stale and deploys the dev and registry stages into it; ``down`` discards it; ``status`` reports.
+In a notebook, :func:`start` does the same inside the kernel. Clients find the embedded AWS through
+``AWS_ENDPOINT_URL`` (set by :func:`activate`), so the code that runs against it is the code that runs on AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from modelwerk import settings as settings_module
+from modelwerk.errors import LocalModeError
+
+#: Stages local mode deploys: the dev workload and the central registry.
+LOCAL_STAGES = ("registry", "dev")
+#: Records under .modelwerk/ that point into the embedded AWS and die with it.
+DEPENDENT_RECORDS = ("local/deployments", "runs", "endpoints")
+LOCAL_ROLE_NAME = "modelwerk-local-deployment"
+
+
+@dataclass(frozen=True)
+class LocalState:
+    endpoint_url: str
+    region: str
+    accounts: dict[str, str]
+    pid: int | None
+    root: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"endpoint_url": self.endpoint_url, "region": self.region, "accounts": self.accounts}
+
+
+def _state_dir(root: Path) -> Path:
+    return root / ".modelwerk" / "local"
+
+
+def _state_file(root: Path) -> Path:
+    return _state_dir(root) / "server.json"
+
+
+def _root(root: Path | str | None) -> Path:
+    if root:
+        return Path(root).resolve()
+    found = settings_module.find_checkout()
+    if found is None:
+        raise LocalModeError("local mode runs from a checkout of the platform: cd into it (where cdk.json is) and try again")
+    return found
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def read_state(root: Path | str | None = None) -> LocalState | None:
+    """The running embedded AWS of this checkout, or None."""
+    from modelwerk.local.server import is_healthy
+
+    try:
+        path = _state_file(_root(root))
+    except LocalModeError:
+        return None
+    if not path.is_file():
+        return None
+    state = LocalState(**json.loads(path.read_text(encoding="utf-8")))
+    if state.pid is not None and not _pid_alive(state.pid):
+        return None
+    return state if is_healthy(state.endpoint_url) else None
+
+
+def activate(state: LocalState) -> None:
+    """Point every AWS client of this process (and its subprocesses) at the embedded AWS."""
+    os.environ.update({
+        "AWS_ENDPOINT_URL": state.endpoint_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": state.region,
+        "AWS_REGION": state.region,
+        "MODELWERK_LOCAL_ROOT": state.root,
+    })
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        os.environ.pop(name, None)
+
+
+def activate_if_running(root: Path | str | None = None) -> LocalState | None:
+    """Use the embedded AWS when it runs for this checkout and nothing else was chosen (``AWS_ENDPOINT_URL``)."""
+    if os.environ.get("MODELWERK_LOCAL", "1") == "0":
+        return None
+    if os.environ.get("AWS_ENDPOINT_URL") and not os.environ.get("MODELWERK_LOCAL_ROOT"):
+        return None
+    state = read_state(root)
+    if state is not None:
+        activate(state)
+    return state
+
+
+def session(env: str, state: LocalState | None = None):
+    """A boto3 session in the account of ``env``: dev is the embedded AWS's default account, others are assumed."""
+    import boto3
+
+    state = state or read_state()
+    if state is None:
+        raise LocalModeError("local mode is not running: start it with 'modelwerk local up'")
+    account = state.accounts[env]
+    base = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=state.region)
+    if env == "dev":
+        return base
+    sts = base.client("sts", endpoint_url=state.endpoint_url)
+    credentials = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/{LOCAL_ROLE_NAME}",
+                                  RoleSessionName=f"modelwerk-local-{env}")["Credentials"]
+    return boto3.Session(aws_access_key_id=credentials["AccessKeyId"],
+                         aws_secret_access_key=credentials["SecretAccessKey"],
+                         aws_session_token=credentials["SessionToken"], region_name=state.region)
+
+
+def _clear_dependent_records(root: Path) -> None:
+    for name in DEPENDENT_RECORDS:
+        shutil.rmtree(root / ".modelwerk" / name, ignore_errors=True)
+
+
+def deployment_record(stage: str, root: Path | str | None = None) -> dict[str, Any]:
+    path = _state_dir(_root(root)) / "deployments" / f"{stage}.json"
+    if not path.is_file():
+        raise LocalModeError(f"the {stage} stage is not deployed locally: run 'modelwerk local up'")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def deploy(state: LocalState, root: Path, *, progress=None) -> dict[str, Any]:
+    """Synthesize if stale and deploy the local stages; returns a summary per stack."""
+    from modelwerk.local import assembly, deployer
+
+    activate(state)
+    outdir = assembly.synthesize(root)
+    summary: dict[str, Any] = {}
+    records_dir = _state_dir(root) / "deployments"
+    records_dir.mkdir(parents=True, exist_ok=True)
+    for stage in LOCAL_STAGES:
+        stage_session = session(stage, state)
+        stacks = []
+        for stack in assembly.stage_stacks(outdir, stage):
+            if progress:
+                progress(f"deploying {stack.name}")
+            deployment = deployer.deploy_stack(stage_session, stack)
+            stacks.append({**deployment.to_dict(), "template_file": str(stack.template_file)})
+            summary[stack.name] = deployment.summary()
+        (records_dir / f"{stage}.json").write_text(json.dumps({"stage": stage, "stacks": stacks}, indent=1))
+    return summary
+
+
+def _accounts(root: Path) -> tuple[str, dict[str, str]]:
+    config = settings_module.load(root)
+    dev = config.environment("dev")
+    return dev.region, {name: env.account for name, env in config.environments.items()}
+
+
+def up(root: Path | str | None = None, *, port: int | None = None, progress=None) -> LocalState:
+    """Start the embedded AWS in the background (or reuse the running one) and deploy the local stages."""
+    from modelwerk.local.server import free_port, wait_healthy
+
+    root = _root(root)
+    running = read_state(root)
+    if running is not None:
+        activate(running)
+        if not (_state_dir(root) / "deployments" / "dev.json").is_file():
+            deploy(running, root, progress=progress)
+        return running
+    region, accounts = _accounts(root)
+    _clear_dependent_records(root)
+    state_dir = _state_dir(root)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    port = port or int(os.environ.get("MODELWERK_LOCAL_PORT", 0)) or free_port()
+    log = open(state_dir / "server.log", "ab")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modelwerk.local.server", "--port", str(port), "--account", accounts["dev"]],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env,
+        cwd=root,
+    )
+    state = LocalState(endpoint_url=f"http://127.0.0.1:{port}", region=region, accounts=accounts,
+                       pid=process.pid, root=str(root))
+    if progress:
+        progress(f"starting the embedded AWS on {state.endpoint_url}")
+    if not wait_healthy(state.endpoint_url, 60):
+        process.terminate()
+        raise LocalModeError(f"the embedded AWS did not start; see {state_dir / 'server.log'}")
+    _state_file(root).write_text(json.dumps(asdict(state), indent=1))
+    try:
+        deploy(state, root, progress=progress)
+    except Exception:
+        down(root)
+        raise
+    return state
+
+
+def down(root: Path | str | None = None) -> bool:
+    """Stop the background embedded AWS and discard its state; True if one was running."""
+    root = _root(root)
+    path = _state_file(root)
+    if not path.is_file():
+        return False
+    state = LocalState(**json.loads(path.read_text(encoding="utf-8")))
+    if state.pid == os.getpid():
+        stop(root)
+        return True
+    was_running = _pid_alive(state.pid)
+    if was_running and state.pid:
+        os.killpg(os.getpgid(state.pid), signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while _pid_alive(state.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            try:
+                os.waitpid(state.pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+    path.unlink(missing_ok=True)
+    _clear_dependent_records(root)
+    if os.environ.get("AWS_ENDPOINT_URL") == state.endpoint_url:
+        for name in ("AWS_ENDPOINT_URL", "MODELWERK_LOCAL_ROOT"):
+            os.environ.pop(name, None)
+    return was_running
+
+
+def status(root: Path | str | None = None) -> dict[str, Any]:
+    root = _root(root)
+    state = read_state(root)
+    if state is None:
+        return {"running": False}
+    stacks = {}
+    for stage in LOCAL_STAGES:
+        try:
+            record = deployment_record(stage, root)
+        except LocalModeError:
+            continue
+        for stack in record["stacks"]:
+            counts: dict[str, int] = {}
+            for resource in stack["resources"].values():
+                counts[resource["via"]] = counts.get(resource["via"], 0) + 1
+            stacks[stack["stack_name"]] = counts
+    return {"running": True, **state.to_json(), "pid": state.pid, "stacks": stacks}
+
+
+_in_process: Any = None
+
+
+def start(root: Path | str | None = None) -> LocalState:
+    """Local mode inside this Python process (a notebook): embedded AWS on a thread, stages deployed, clients pointed."""
+    global _in_process
+    from modelwerk.local.server import EmbeddedAWS, free_port
+
+    root = _root(root)
+    running = read_state(root)
+    if running is not None:
+        activate(running)
+        return running
+    region, accounts = _accounts(root)
+    _clear_dependent_records(root)
+    _in_process = EmbeddedAWS(port=free_port(), account=accounts["dev"]).start()
+    state = LocalState(endpoint_url=_in_process.endpoint_url, region=region, accounts=accounts, pid=os.getpid(),
+                       root=str(root))
+    _state_dir(root).mkdir(parents=True, exist_ok=True)
+    _state_file(root).write_text(json.dumps(asdict(state), indent=1))
+    deploy(state, root)
+    return state
+
+
+def stop(root: Path | str | None = None) -> None:
+    """End in-process local mode started with :func:`start`."""
+    global _in_process
+    root = _root(root)
+    if _in_process is not None:
+        _in_process.stop()
+        _in_process = None
+    _state_file(root).unlink(missing_ok=True)
+    _clear_dependent_records(root)
+    for name in ("AWS_ENDPOINT_URL", "MODELWERK_LOCAL_ROOT"):
+        os.environ.pop(name, None)

@@ -1,0 +1,460 @@
+"""Deploy a synthesized stage into the embedded AWS, the way ``cdk deploy`` deploys it into an account.
+
+Assets are published to the bootstrap bucket, then each template is deployed in dependency-ordered waves: the
+resource types moto's CloudFormation creates go through its CloudFormation (``create_stack``/``update_stack``);
+the types it lacks are created through the ordinary APIs by the handlers below; ``Custom::*`` resources and anything
+else are recorded as not emulated. Names therefore come only from the templates: there is no second list.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import secrets
+import string
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import boto3
+
+from modelwerk.errors import LocalModeError
+from modelwerk.local.assembly import StackArtifact
+from modelwerk.local.intrinsics import SUB_VARIABLE, Resolver, Unresolvable, references, substitute
+
+log = logging.getLogger(__name__)
+
+BOOTSTRAP_QUALIFIER = "hnb659fds"
+BOOTSTRAP_VERSION = "30"
+
+#: Types moto's CloudFormation lists but cannot finish here (custom resources wait for a Lambda it cannot run).
+_NOT_THROUGH_MOTO_CFN = ("Custom::", "AWS::CloudFormation::CustomResource", "AWS::CDK::Metadata")
+
+#: Handled by the local runtime itself rather than deployed (say why in the record).
+_LOCAL_RUNTIME = {
+    "Custom::S3BucketNotifications": "S3 events reach their targets through the local event router",
+    "AWS::Lambda::Permission": "the local event router invokes functions directly",
+}
+
+
+def moto_cfn_types() -> set[str]:
+    from moto.cloudformation.parsing import get_model_map
+
+    return set(get_model_map())
+
+
+@dataclass
+class DeployedResource:
+    logical_id: str
+    type: str
+    via: str  # cloudformation | api | local-runtime | not-emulated
+    physical_id: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass
+class StackDeployment:
+    stack_name: str
+    account: str
+    region: str
+    resources: dict[str, DeployedResource] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stack_name": self.stack_name,
+            "account": self.account,
+            "region": self.region,
+            "resources": {k: vars(v) for k, v in self.resources.items()},
+        }
+
+    def summary(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for resource in self.resources.values():
+            counts[resource.via] = counts.get(resource.via, 0) + 1
+        return counts
+
+
+def _zip_directory(folder: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(folder.rglob("*")):
+            if file.is_file():
+                info = zipfile.ZipInfo(str(file.relative_to(folder)), date_time=(1980, 1, 1, 0, 0, 0))
+                info.external_attr = 0o644 << 16
+                archive.writestr(info, file.read_bytes(), zipfile.ZIP_DEFLATED)
+    return buffer.getvalue()
+
+
+def bootstrap(session: boto3.Session, account: str, region: str) -> str:
+    """What ``cdk bootstrap`` leaves in an account: the assets bucket and the version parameter."""
+    bucket = f"cdk-{BOOTSTRAP_QUALIFIER}-assets-{account}-{region}"
+    s3 = session.client("s3", region_name=region)
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    if bucket not in existing:
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+    session.client("ssm", region_name=region).put_parameter(
+        Name=f"/cdk-bootstrap/{BOOTSTRAP_QUALIFIER}/version", Value=BOOTSTRAP_VERSION, Type="String", Overwrite=True
+    )
+    return bucket
+
+
+def publish_assets(session: boto3.Session, stack: StackArtifact) -> int:
+    """Upload the stack's file assets where its template expects them; container images are not built here."""
+    manifest = stack.assets
+    base = stack.assets_file.parent if stack.assets_file else stack.template_file.parent
+    s3 = session.client("s3", region_name=stack.region)
+    published = 0
+    for asset in manifest.get("files", {}).values():
+        source = base / asset["source"]["path"]
+        if source.name == stack.template_file.name:
+            continue  # the template itself is sent as the stack body
+        body = _zip_directory(source) if asset["source"].get("packaging") == "zip" and source.is_dir() else source.read_bytes()
+        for destination in asset["destinations"].values():
+            bucket = destination["bucketName"].replace("${AWS::AccountId}", stack.account).replace("${AWS::Region}", stack.region)
+            s3.put_object(Bucket=bucket, Key=destination["objectKey"], Body=body)
+            published += 1
+    return published
+
+
+class StackDeployer:
+    """Deploys one stack template into one account of the embedded AWS."""
+
+    def __init__(self, session: boto3.Session, stack: StackArtifact):
+        self.session = session
+        self.stack = stack
+        self.template = stack.template
+        self.resources: dict[str, dict[str, Any]] = self.template.get("Resources", {})
+        self.deployment = StackDeployment(stack.name, stack.account, stack.region)
+        self.cfn_types = moto_cfn_types()
+        self.cfn = session.client("cloudformation", region_name=stack.region)
+        self._cfn_deployed: set[str] = set()
+        self._outputs: dict[str, Any] = {}
+        parameters = {name: p.get("Default") for name, p in self.template.get("Parameters", {}).items()}
+        self.resolver = Resolver(account=stack.account, region=stack.region, stack_name=stack.name,
+                                 parameters=parameters, lookup=self._lookup)
+
+    def client(self, service: str):
+        return self.session.client(service, region_name=self.stack.region)
+
+    # -- classification -------------------------------------------------------------------------------------------
+    def _route(self, resource_type: str) -> str:
+        if resource_type in _LOCAL_RUNTIME:
+            return "local-runtime"
+        if resource_type in API_HANDLERS:
+            return "api"
+        if resource_type in self.cfn_types and not resource_type.startswith(_NOT_THROUGH_MOTO_CFN):
+            return "cloudformation"
+        return "not-emulated"
+
+    def _dependencies(self, logical_id: str) -> set[str]:
+        resource = self.resources[logical_id]
+        depends = resource.get("DependsOn", [])
+        depends = [depends] if isinstance(depends, str) else depends
+        return (references(resource.get("Properties", {})) | set(depends)) & set(self.resources)
+
+    # -- lookups for the resolver ---------------------------------------------------------------------------------
+    @staticmethod
+    def _output_key(logical_id: str, attribute: str | None) -> str:
+        suffix = "Ref" if attribute is None else "Att" + "".join(ch for ch in attribute if ch.isalnum())
+        return f"{''.join(ch for ch in logical_id if ch.isalnum())}{suffix}"
+
+    def _lookup(self, logical_id: str, attribute: str | None) -> Any:
+        record = self.deployment.resources.get(logical_id)
+        if record is None:
+            raise Unresolvable(logical_id)
+        if record.via == "cloudformation":
+            key = self._output_key(logical_id, attribute)
+            if key not in self._outputs:
+                raise Unresolvable(f"{logical_id}.{attribute}")
+            return self._outputs[key]
+        if attribute is None:
+            return record.physical_id or logical_id
+        if attribute in record.attributes:
+            return record.attributes[attribute]
+        raise Unresolvable(f"{logical_id}.{attribute}")
+
+    def _literal_for_cfn(self, logical_id: str, attribute: str | None) -> Any | None:
+        """Inside a template sent to moto: references to resources moto does not hold become literals."""
+        record = self.deployment.resources.get(logical_id)
+        if logical_id not in self.resources or (record and record.via == "cloudformation"):
+            return None
+        if logical_id in self.resources and self._route(self.resources[logical_id]["Type"]) == "cloudformation":
+            return None
+        try:
+            return self._lookup(logical_id, attribute)
+        except Unresolvable:
+            return f"local-not-emulated-{logical_id}"
+
+    # -- deployment -----------------------------------------------------------------------------------------------
+    def deploy(self) -> StackDeployment:
+        pending = set(self.resources)
+        routes = {lid: self._route(r["Type"]) for lid, r in self.resources.items()}
+        while pending:
+            done = set(self.resources) - pending
+            ready = {lid for lid in pending if self._dependencies(lid) <= done}
+            # Let moto's CloudFormation take every resource whose dependencies it can reach within one wave.
+            wave = {lid for lid in pending if routes[lid] == "cloudformation"}
+            changed = True
+            while changed:
+                changed = False
+                for lid in list(wave):
+                    if not self._dependencies(lid) <= (done | wave):
+                        wave.discard(lid)
+                        changed = True
+            if wave:
+                self._deploy_cfn_wave(wave)
+                pending -= wave
+                continue
+            if not ready:
+                raise LocalModeError(f"{self.stack.name}: circular references among {sorted(pending)[:5]}")
+            for lid in sorted(ready):
+                self._deploy_other(lid, routes[lid])
+                pending.discard(lid)
+        return self.deployment
+
+    def _cfn_template(self, logical_ids: set[str]) -> dict[str, Any]:
+        resources = {}
+        for lid in sorted(logical_ids):
+            resource = dict(self.resources[lid])
+            depends = resource.get("DependsOn")
+            if depends is not None:
+                depends = [depends] if isinstance(depends, str) else depends
+                depends = [d for d in depends if d in logical_ids]
+                if depends:
+                    resource["DependsOn"] = depends
+                else:
+                    resource.pop("DependsOn")
+            resource["Properties"] = substitute(resource.get("Properties", {}), self._literal_for_cfn)
+            resources[lid] = resource
+        # Expose every Ref/GetAtt target as an output, so the ordinary-API resources can resolve them.
+        outputs = {}
+        wanted: set[tuple[str, str | None]] = set()
+        for lid, resource in self.resources.items():
+            if lid in logical_ids:
+                continue
+            _collect_targets(resource.get("Properties", {}), wanted)
+        for lid in logical_ids:
+            wanted.add((lid, None))
+        for target, attribute in sorted(wanted, key=lambda t: (t[0], t[1] or "")):
+            if target in logical_ids:
+                value = {"Ref": target} if attribute is None else {"Fn::GetAtt": [target, attribute]}
+                outputs[self._output_key(target, attribute)] = {"Value": value}
+        template = {k: v for k, v in self.template.items() if k not in ("Resources", "Outputs", "Rules", "Conditions")}
+        template["Resources"] = resources
+        template["Outputs"] = outputs
+        return template
+
+    def _deploy_cfn_wave(self, wave: set[str]) -> None:
+        logical_ids = self._cfn_deployed | wave
+        body = json.dumps(self._cfn_template(logical_ids))
+        capabilities = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
+        if self._cfn_deployed:
+            self.cfn.update_stack(StackName=self.stack.name, TemplateBody=body, Capabilities=capabilities)
+        else:
+            self.cfn.create_stack(StackName=self.stack.name, TemplateBody=body, Capabilities=capabilities)
+        stack = self.cfn.describe_stacks(StackName=self.stack.name)["Stacks"][0]
+        if stack["StackStatus"] not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+            raise LocalModeError(f"{self.stack.name}: the embedded CloudFormation ended in {stack['StackStatus']}")
+        self._outputs = {o["OutputKey"]: o.get("OutputValue") for o in stack.get("Outputs", [])}
+        physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId")
+                    for r in self.cfn.describe_stack_resources(StackName=self.stack.name)["StackResources"]}
+        for lid in wave:
+            self.deployment.resources[lid] = DeployedResource(
+                lid, self.resources[lid]["Type"], "cloudformation", physical.get(lid)
+            )
+        self._cfn_deployed = logical_ids
+
+    def _deploy_other(self, logical_id: str, route: str) -> None:
+        resource_type = self.resources[logical_id]["Type"]
+        if route == "api":
+            properties = self.resolver.resolve(self.resources[logical_id].get("Properties", {}))
+            physical_id, attributes = API_HANDLERS[resource_type](self, logical_id, properties)
+            self.deployment.resources[logical_id] = DeployedResource(logical_id, resource_type, "api", physical_id, attributes)
+        elif route == "local-runtime":
+            self.deployment.resources[logical_id] = DeployedResource(
+                logical_id, resource_type, route, note=_LOCAL_RUNTIME[resource_type]
+            )
+        else:
+            log.info("%s: %s (%s) is not emulated locally", self.stack.name, logical_id, resource_type)
+            self.deployment.resources[logical_id] = DeployedResource(
+                logical_id, resource_type, route, note="no local equivalent; deployed only on AWS"
+            )
+
+
+def _collect_targets(value: Any, wanted: set[tuple[str, str | None]]) -> None:
+    if isinstance(value, list):
+        for item in value:
+            _collect_targets(item, wanted)
+    elif isinstance(value, dict):
+        for key, arg in value.items():
+            if key == "Ref" and isinstance(arg, str):
+                wanted.add((arg, None))
+            elif key == "Fn::GetAtt":
+                logical, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
+                wanted.add((logical, attribute))
+            elif key == "Fn::Sub":
+                template = arg if isinstance(arg, str) else arg[0]
+                for name in SUB_VARIABLE.findall(template):
+                    logical, _, attribute = name.partition(".")
+                    wanted.add((logical, attribute or None))
+                if not isinstance(arg, str):
+                    _collect_targets(arg[1], wanted)
+            else:
+                _collect_targets(arg, wanted)
+
+
+# -- the ordinary-API handlers: (deployer, logical id, resolved properties) -> (physical id, attributes) --------------
+Handler = Callable[[StackDeployer, str, dict[str, Any]], tuple[str | None, dict[str, Any]]]
+
+
+def _bucket_policy(d: StackDeployer, lid: str, p: dict[str, Any]):
+    d.client("s3").put_bucket_policy(Bucket=p["Bucket"], Policy=json.dumps(p["PolicyDocument"]))
+    return f"{p['Bucket']}-policy", {}
+
+
+def _queue_policy(d: StackDeployer, lid: str, p: dict[str, Any]):
+    sqs = d.client("sqs")
+    for url in p["Queues"]:
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(p["PolicyDocument"])})
+    return lid, {}
+
+
+def _secret(d: StackDeployer, lid: str, p: dict[str, Any]):
+    generate = p.get("GenerateSecretString") or {}
+    if "SecretString" in p:
+        value = p["SecretString"]
+    else:
+        alphabet = string.ascii_letters + string.digits
+        if not generate.get("ExcludePunctuation"):
+            alphabet += "!#$%&()*+,-.:;<=>?@[]^_{|}~"
+        excluded = set(generate.get("ExcludeCharacters", ""))
+        alphabet = "".join(ch for ch in alphabet if ch not in excluded)
+        value = "".join(secrets.choice(alphabet) for _ in range(int(generate.get("PasswordLength", 32))))
+        if generate.get("SecretStringTemplate") and generate.get("GenerateStringKey"):
+            value = json.dumps({**json.loads(generate["SecretStringTemplate"]), generate["GenerateStringKey"]: value})
+    args = {"Name": p.get("Name") or f"{d.stack.name}-{lid}", "SecretString": value}
+    if p.get("KmsKeyId"):
+        args["KmsKeyId"] = p["KmsKeyId"]
+    if p.get("Description"):
+        args["Description"] = p["Description"]
+    arn = d.client("secretsmanager").create_secret(**args)["ARN"]
+    return arn, {"Id": arn}
+
+
+def _glue_database(d: StackDeployer, lid: str, p: dict[str, Any]):
+    d.client("glue").create_database(DatabaseInput=p["DatabaseInput"])
+    return p["DatabaseInput"]["Name"], {}
+
+
+def _glue_table(d: StackDeployer, lid: str, p: dict[str, Any]):
+    d.client("glue").create_table(DatabaseName=p["DatabaseName"], TableInput=p["TableInput"])
+    return p["TableInput"]["Name"], {}
+
+
+def _glue_job(d: StackDeployer, lid: str, p: dict[str, Any]):
+    allowed = {"Name", "Description", "Role", "ExecutionProperty", "Command", "DefaultArguments", "MaxRetries",
+               "Timeout", "GlueVersion", "WorkerType", "NumberOfWorkers", "SecurityConfiguration", "Tags",
+               "MaxCapacity", "NotificationProperty", "ExecutionClass"}
+    args = {k: v for k, v in p.items() if k in allowed}
+    args["Name"] = p.get("Name") or f"{d.stack.name}-{lid}"
+    d.client("glue").create_job(**args)
+    return args["Name"], {}
+
+
+def _glue_trigger(d: StackDeployer, lid: str, p: dict[str, Any]):
+    allowed = {"Name", "Type", "Schedule", "Predicate", "Actions", "Description", "StartOnCreation", "Tags"}
+    args = {k: v for k, v in p.items() if k in allowed}
+    args["Name"] = p.get("Name") or f"{d.stack.name}-{lid}"
+    d.client("glue").create_trigger(**args)
+    return args["Name"], {}
+
+
+def _glue_security_configuration(d: StackDeployer, lid: str, p: dict[str, Any]):
+    d.client("glue").create_security_configuration(Name=p["Name"], EncryptionConfiguration=p["EncryptionConfiguration"])
+    return p["Name"], {}
+
+
+def _athena_workgroup(d: StackDeployer, lid: str, p: dict[str, Any]):
+    config = dict(p.get("WorkGroupConfiguration") or {})
+    d.client("athena").create_work_group(Name=p["Name"], Configuration=config, Description=p.get("Description", ""))
+    return p["Name"], {}
+
+
+def _lf_settings(d: StackDeployer, lid: str, p: dict[str, Any]):
+    settings = {"DataLakeAdmins": [{"DataLakePrincipalIdentifier": a["DataLakePrincipalIdentifier"]}
+                                   for a in p.get("Admins", [])]}
+    d.client("lakeformation").put_data_lake_settings(DataLakeSettings=settings)
+    return lid, {}
+
+
+def _lf_resource(d: StackDeployer, lid: str, p: dict[str, Any]):
+    args = {"ResourceArn": p["ResourceArn"], "UseServiceLinkedRole": bool(p.get("UseServiceLinkedRole", False))}
+    if p.get("RoleArn"):
+        args["RoleArn"] = p["RoleArn"]
+    d.client("lakeformation").register_resource(**args)
+    return p["ResourceArn"], {}
+
+
+def _lf_principal_permissions(d: StackDeployer, lid: str, p: dict[str, Any]):
+    resource = _capitalize_lf(p["Resource"])
+    d.client("lakeformation").grant_permissions(
+        Principal={"DataLakePrincipalIdentifier": p["Principal"]["DataLakePrincipalIdentifier"]},
+        Resource=resource,
+        Permissions=p["Permissions"],
+        PermissionsWithGrantOption=p.get("PermissionsWithGrantOption", []),
+    )
+    return lid, {}
+
+
+def _lf_permissions(d: StackDeployer, lid: str, p: dict[str, Any]):
+    resource = _capitalize_lf(p["Resource"])
+    d.client("lakeformation").grant_permissions(
+        Principal={"DataLakePrincipalIdentifier": p["DataLakePrincipal"]["DataLakePrincipalIdentifier"]},
+        Resource=resource,
+        Permissions=p.get("Permissions", []),
+        PermissionsWithGrantOption=p.get("PermissionsWithGrantOption", []),
+    )
+    return lid, {}
+
+
+_LF_KEYS = {"DatabaseResource": "Database", "TableResource": "Table", "DataLocationResource": "DataLocation",
+            "TableWithColumnsResource": "TableWithColumns"}
+
+
+def _capitalize_lf(resource: dict[str, Any]) -> dict[str, Any]:
+    """CloudFormation's LakeFormation shapes differ a little from the API's (``DatabaseResource``, ``S3Resource``)."""
+    out: dict[str, Any] = {}
+    for key, value in resource.items():
+        key = _LF_KEYS.get(key, key)
+        if isinstance(value, dict):
+            value = {("ResourceArn" if k == "S3Resource" else k): v for k, v in value.items()}
+            if "TableWildcard" in value:
+                value["TableWildcard"] = {}
+        out[key] = value
+    return out
+
+
+API_HANDLERS: dict[str, Handler] = {
+    "AWS::S3::BucketPolicy": _bucket_policy,
+    "AWS::SQS::QueuePolicy": _queue_policy,
+    "AWS::SecretsManager::Secret": _secret,
+    "AWS::Glue::Database": _glue_database,
+    "AWS::Glue::Table": _glue_table,
+    "AWS::Glue::Job": _glue_job,
+    "AWS::Glue::Trigger": _glue_trigger,
+    "AWS::Glue::SecurityConfiguration": _glue_security_configuration,
+    "AWS::Athena::WorkGroup": _athena_workgroup,
+    "AWS::LakeFormation::DataLakeSettings": _lf_settings,
+    "AWS::LakeFormation::Resource": _lf_resource,
+    "AWS::LakeFormation::PrincipalPermissions": _lf_principal_permissions,
+    "AWS::LakeFormation::Permissions": _lf_permissions,
+}
+
+
+def deploy_stack(session: boto3.Session, stack: StackArtifact) -> StackDeployment:
+    bootstrap(session, stack.account, stack.region)
+    publish_assets(session, stack)
+    return StackDeployer(session, stack).deploy()

@@ -1,0 +1,151 @@
+"""Run a deployed Lambda function in this process, as AWS would run it: its handler, its code asset, its environment.
+
+The function is found through the local deployment record (the template that was deployed names the handler and
+the code asset); its environment comes back from the embedded Lambda service, resolved as CloudFormation resolved
+it. Nothing here imports ``lambdas/``: the code is loaded from the synthesized asset folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import threading
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import boto3
+
+from modelwerk.errors import LocalModeError, NotFoundError
+from modelwerk.local import deployment_record
+
+_environment_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class LocalFunction:
+    name: str
+    handler: str
+    asset_dir: Path
+    environment: dict[str, str]
+    timeout: int
+    memory_mb: int
+
+
+@dataclass
+class FakeContext:
+    """The attributes Powertools and handlers read from a Lambda context."""
+
+    function_name: str
+    memory_limit_in_mb: int
+    timeout_seconds: int
+    aws_request_id: str
+    region: str
+    account: str
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:{self.region}:{self.account}:function:{self.function_name}"
+
+    @property
+    def function_version(self) -> str:
+        return "$LATEST"
+
+    @property
+    def log_group_name(self) -> str:
+        return f"/aws/lambda/{self.function_name}"
+
+    @property
+    def log_stream_name(self) -> str:
+        return f"local/{self.aws_request_id}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.timeout_seconds * 1000
+
+
+def find_function(name: str, stage: str = "dev") -> LocalFunction:
+    record = deployment_record(stage)
+    for stack in record["stacks"]:
+        template = json.loads(Path(stack["template_file"]).read_text(encoding="utf-8"))
+        for logical_id, resource in stack["resources"].items():
+            if resource["type"] != "AWS::Lambda::Function" or resource["physical_id"] != name:
+                continue
+            definition = template["Resources"][logical_id]
+            asset = definition.get("Metadata", {}).get("aws:asset:path")
+            if not asset:
+                raise LocalModeError(f"function {name} has inline code; local mode runs functions from code assets")
+            config = boto3.client("lambda").get_function_configuration(FunctionName=name)
+            return LocalFunction(
+                name=name,
+                handler=definition["Properties"]["Handler"],
+                asset_dir=Path(stack["template_file"]).parent / asset,
+                environment=config.get("Environment", {}).get("Variables", {}),
+                timeout=int(config.get("Timeout", 3)),
+                memory_mb=int(config.get("MemorySize", 128)),
+            )
+    raise NotFoundError(f"no function named {name!r} is deployed in the local {stage} stage; run 'modelwerk local up'")
+
+
+@contextmanager
+def _environment(variables: dict[str, str]) -> Iterator[None]:
+    with _environment_lock:
+        saved = {k: os.environ.get(k) for k in variables}
+        os.environ.update(variables)
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+_loaded: dict[Path, Any] = {}
+
+
+def _load_handler(function: LocalFunction):
+    module_name, _, attribute = function.handler.rpartition(".")
+    path = function.asset_dir / (module_name.replace(".", "/") + ".py")
+    if path not in _loaded:
+        if not path.is_file():
+            raise LocalModeError(f"{function.name}: handler file {path} is missing from the code asset")
+        unique = f"_modelwerk_lambda_{function.name.replace('-', '_')}_{module_name.replace('.', '_')}"
+        before = set(sys.modules)
+        sys.path.insert(0, str(function.asset_dir))
+        try:
+            spec = importlib.util.spec_from_file_location(unique, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[unique] = module
+            spec.loader.exec_module(module)
+        finally:
+            sys.path.remove(str(function.asset_dir))
+        # Sibling modules of this asset must not shadow another function's modules of the same name.
+        for name in set(sys.modules) - before - {unique}:
+            file = getattr(sys.modules[name], "__file__", None) or ""
+            if file.startswith(str(function.asset_dir)):
+                del sys.modules[name]
+        _loaded[path] = getattr(module, attribute)
+    return _loaded[path]
+
+
+def invoke(name: str, event: dict[str, Any], *, stage: str = "dev") -> Any:
+    """Invoke the deployed function ``name`` with ``event`` and return what its handler returns."""
+    function = find_function(name, stage)
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+    account = boto3.client("sts").get_caller_identity()["Account"]
+    context = FakeContext(function.name, function.memory_mb, function.timeout, str(uuid.uuid4()), region, account)
+    runtime_env = {
+        "AWS_LAMBDA_FUNCTION_NAME": function.name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_mb),
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "_HANDLER": function.handler,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+    with _environment({**function.environment, **runtime_env}):
+        handler = _load_handler(function)  # module-scope Powertools objects read the environment at import
+        return handler(event, context)

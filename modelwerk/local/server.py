@@ -1,0 +1,83 @@
+"""The embedded AWS: moto's server on 127.0.0.1, in a background process or in this process.
+
+``python -m modelwerk.local.server --port P --account A`` is what ``modelwerk local up`` starts in the background.
+The dev environment's account is the server's default account (``MOTO_ACCOUNT_ID``); the other environments are
+other accounts of the same server, reached with ``sts:AssumeRole``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def is_healthy(endpoint_url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{endpoint_url}/moto-api/data.json", timeout=timeout) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def wait_healthy(endpoint_url: str, deadline_seconds: float = 30.0) -> bool:
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        if is_healthy(endpoint_url):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+class EmbeddedAWS:
+    """moto's threaded server; ``MOTO_ACCOUNT_ID`` must be set before moto is first imported."""
+
+    def __init__(self, *, port: int, account: str):
+        os.environ["MOTO_ACCOUNT_ID"] = account
+        from moto.server import ThreadedMotoServer
+
+        self.port = port
+        self.account = account
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "EmbeddedAWS":
+        self._server.start()
+        if not wait_healthy(self.endpoint_url):
+            raise RuntimeError(f"the embedded AWS did not answer on {self.endpoint_url}")
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run the embedded AWS in the foreground until SIGTERM.")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--account", required=True)
+    args = parser.parse_args()
+    server = EmbeddedAWS(port=args.port, account=args.account).start()
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    print(f"embedded AWS listening on {server.endpoint_url} (default account {args.account})", flush=True)
+    stopped.wait()
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()
