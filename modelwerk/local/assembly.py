@@ -87,9 +87,9 @@ def stage_stacks(outdir: Path, stage: str) -> list[StackArtifact]:
     """The stacks of one stage in deployment order (dependencies first)."""
     top = _artifacts(outdir)
     nested = next((a for name, a in top.items() if a.get("type") == "cdk:cloud-assembly"
-                   and a.get("properties", {}).get("directoryName") == f"assembly-{stage}"), None)
+                   and a.get("properties", {}).get("directoryName", "").lower() == f"assembly-{stage}".lower()), None)
     if nested is None:
-        stages = sorted(a["properties"]["directoryName"].removeprefix("assembly-") for a in top.values()
+        stages = sorted(a["properties"]["directoryName"].removeprefix("assembly-").lower() for a in top.values()
                         if a.get("type") == "cdk:cloud-assembly")
         raise LocalModeError(f"the cloud assembly has no stage {stage!r} (it has {stages}); check cdk.json")
     stage_dir = outdir / nested["properties"]["directoryName"]

@@ -39,6 +39,29 @@ _LOCAL_RUNTIME = {
 }
 
 
+def _kms_key_tags(properties: dict[str, Any]) -> dict[str, Any]:
+    """moto's KMS model reads tags as the API spells them (TagKey/TagValue), CloudFormation spells them Key/Value."""
+    tags = properties.get("Tags")
+    if tags:
+        properties = {**properties, "Tags": [{"TagKey": t["Key"], "TagValue": t["Value"]} for t in tags]}
+    return properties
+
+
+def _ssm_parameter_tags(properties: dict[str, Any]) -> dict[str, Any]:
+    """CloudFormation gives an SSM parameter's tags as a map; moto's model expects the API's Key/Value list."""
+    tags = properties.get("Tags")
+    if isinstance(tags, dict):
+        properties = {**properties, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+    return properties
+
+
+#: Differences between what CloudFormation accepts and what moto's CloudFormation models read.
+_MOTO_CFN_SHIMS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "AWS::KMS::Key": _kms_key_tags,
+    "AWS::SSM::Parameter": _ssm_parameter_tags,
+}
+
+
 def moto_cfn_types() -> set[str]:
     from moto.cloudformation.parsing import get_model_map
 
@@ -134,7 +157,7 @@ class StackDeployer:
         self._outputs: dict[str, Any] = {}
         parameters = {name: p.get("Default") for name, p in self.template.get("Parameters", {}).items()}
         self.resolver = Resolver(account=stack.account, region=stack.region, stack_name=stack.name,
-                                 parameters=parameters, lookup=self._lookup)
+                                 parameters=parameters, lookup=self._lookup, imports=self._import)
 
     def client(self, service: str):
         return self.session.client(service, region_name=self.stack.region)
@@ -175,6 +198,13 @@ class StackDeployer:
         if attribute in record.attributes:
             return record.attributes[attribute]
         raise Unresolvable(f"{logical_id}.{attribute}")
+
+    def _import(self, export_name: str) -> Any:
+        for page in self.cfn.get_paginator("list_exports").paginate():
+            for export in page["Exports"]:
+                if export["Name"] == export_name:
+                    return export["Value"]
+        raise Unresolvable(f"export {export_name}")
 
     def _literal_for_cfn(self, logical_id: str, attribute: str | None) -> Any | None:
         """Inside a template sent to moto: references to resources moto does not hold become literals."""
@@ -227,7 +257,9 @@ class StackDeployer:
                     resource["DependsOn"] = depends
                 else:
                     resource.pop("DependsOn")
-            resource["Properties"] = substitute(resource.get("Properties", {}), self._literal_for_cfn)
+            properties = substitute(resource.get("Properties", {}), self._literal_for_cfn)
+            shim = _MOTO_CFN_SHIMS.get(resource["Type"])
+            resource["Properties"] = shim(properties) if shim else properties
             resources[lid] = resource
         # Expose every Ref/GetAtt target as an output, so the ordinary-API resources can resolve them.
         outputs = {}
@@ -242,6 +274,10 @@ class StackDeployer:
             if target in logical_ids:
                 value = {"Ref": target} if attribute is None else {"Fn::GetAtt": [target, attribute]}
                 outputs[self._output_key(target, attribute)] = {"Value": value}
+        # The stack's own outputs (exports other stacks import) once what they name is deployed.
+        for name, output in self.template.get("Outputs", {}).items():
+            if references(output.get("Value")) <= logical_ids:
+                outputs[name] = output
         template = {k: v for k, v in self.template.items() if k not in ("Resources", "Outputs", "Rules", "Conditions")}
         template["Resources"] = resources
         template["Outputs"] = outputs
@@ -373,7 +409,10 @@ def _glue_trigger(d: StackDeployer, lid: str, p: dict[str, Any]):
 
 
 def _glue_security_configuration(d: StackDeployer, lid: str, p: dict[str, Any]):
-    d.client("glue").create_security_configuration(Name=p["Name"], EncryptionConfiguration=p["EncryptionConfiguration"])
+    config = dict(p["EncryptionConfiguration"])
+    if "S3Encryptions" in config:  # CloudFormation's plural, the API's singular
+        config["S3Encryption"] = config.pop("S3Encryptions")
+    d.client("glue").create_security_configuration(Name=p["Name"], EncryptionConfiguration=config)
     return p["Name"], {}
 
 

@@ -22,7 +22,8 @@ class Unresolvable(KeyError):
 
 
 class Resolver:
-    def __init__(self, *, account: str, region: str, stack_name: str, parameters: dict[str, Any], lookup: Lookup):
+    def __init__(self, *, account: str, region: str, stack_name: str, parameters: dict[str, Any], lookup: Lookup,
+                 imports: Callable[[str], Any] | None = None):
         self.pseudo = {
             "AWS::AccountId": account,
             "AWS::Region": region,
@@ -34,6 +35,7 @@ class Resolver:
         }
         self.parameters = parameters
         self.lookup = lookup
+        self.imports = imports
 
     def ref(self, name: str) -> Any:
         if name in self.pseudo:
@@ -67,6 +69,10 @@ class Resolver:
                 return str(self.resolve(text)).split(separator)
             if key == "Fn::Base64":
                 return base64.b64encode(str(self.resolve(arg)).encode()).decode()
+            if key == "Fn::ImportValue":
+                if self.imports is None:
+                    raise Unresolvable("Fn::ImportValue")
+                return self.imports(self.resolve(arg))
             if key == "Fn::GetAZs":
                 region = self.resolve(arg) or self.pseudo["AWS::Region"]
                 return [f"{region}{suffix}" for suffix in "abc"]
