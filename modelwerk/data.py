@@ -61,11 +61,9 @@ def generate(use_case: str, *, rows: int, out: str | Path, seed: int = 0, drift:
     out = Path(out)
     if out.suffix.lower() not in (".csv", ".jsonl", ".ndjson", ".parquet"):
         raise ValidationError(f"cannot write {out.name}: name the output .csv, .jsonl or .parquet")
-    frame, summary = synthetic.generate(use_case_config, rows=rows, seed=seed, drift=drift, bad_rows=bad_rows)
     out.parent.mkdir(parents=True, exist_ok=True)
-    synthetic.write(frame, out, truncate_last_line=bad_rows > 0)
-    return {"use_case": use_case, "rows": int(len(frame)), "out": str(out), "seed": seed, "drift": drift,
-            **summary}
+    summary = synthetic.generate_file(use_case_config, out, rows=rows, seed=seed, drift=drift, bad_rows=bad_rows)
+    return {"use_case": use_case, "out": str(out), **summary}
 
 
 # -- ingest -----------------------------------------------------------------------------------------------------------
@@ -154,6 +152,11 @@ def ingest(use_case: str, files: Iterable[str | Path], *, env: str | None = None
             record = results[0]
         else:
             record = _wait_for_ledger(platform, use_case, key, _sha16(data), timeout)
+        if record.get("status") == "already_ingested":
+            # The ledger holds the first ingestion's counts; this upload added nothing.
+            totals["files"].append({"file": str(path), "status": "already_ingested",
+                                    **{name: 0 for name in INGEST_COUNTS}})
+            continue
         for name in INGEST_COUNTS:
             totals[name] += int(record.get(name, 0))
         for reason, count in record.get("reasons", {}).items():

@@ -41,8 +41,13 @@ class LocalState:
         return {"endpoint_url": self.endpoint_url, "region": self.region, "accounts": self.accounts}
 
 
+def _records_dir(root: Path) -> Path:
+    """Local records: ``.modelwerk/`` in the checkout, or ``MODELWERK_STATE_DIR`` (tests keep theirs apart)."""
+    return Path(os.environ.get("MODELWERK_STATE_DIR") or root / ".modelwerk")
+
+
 def _state_dir(root: Path) -> Path:
-    return root / ".modelwerk" / "local"
+    return _records_dir(root) / "local"
 
 
 def _state_file(root: Path) -> Path:
@@ -131,7 +136,7 @@ def session(env: str, state: LocalState | None = None):
 
 def _clear_dependent_records(root: Path) -> None:
     for name in DEPENDENT_RECORDS:
-        shutil.rmtree(root / ".modelwerk" / name, ignore_errors=True)
+        shutil.rmtree(_records_dir(root) / name, ignore_errors=True)
 
 
 def deployment_record(stage: str, root: Path | str | None = None) -> dict[str, Any]:
