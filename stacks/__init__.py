@@ -1,0 +1,1 @@
+"""Thin stacks and the per-environment stages that compose them; all logic lives in ``cdk_constructs``."""

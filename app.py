@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""CDK entry point: one Stage per environment declared in cdk.json, with tags and cdk-nag over the whole app.
+
+The configuration is read once here and passed down; constructs never read context. Synthesis needs no
+credentials, network or Docker: accounts, regions and availability zones all come from cdk.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from aws_cdk import App, Tags, Validations
+from cdk_nag import AwsSolutionsChecks
+
+from cdk_constructs.ids import pascal
+from modelwerk import settings
+from stacks.stages import RegistryStage, WorkloadStage
+
+ROOT = Path(__file__).resolve().parent
+
+
+def build_app(root: Path | str = ROOT, *, outdir: str | None = None) -> App:
+    """The CDK app of the checkout at ``root``; ``outdir`` defaults to the CLI's, else ``<root>/cdk.out``.
+
+    cdk.json's context (feature flags included) is passed in explicitly, so ``python app.py`` and a test synthesize
+    the same templates as ``cdk synth``.
+    """
+    root = Path(root)
+    config = settings.load(root)
+    context = json.loads((root / "cdk.json").read_text(encoding="utf-8")).get("context", {})
+    if outdir is None and "CDK_OUTDIR" not in os.environ:
+        outdir = str(root / "cdk.out")
+    app = App(context=context, outdir=outdir) if outdir else App(context=context)
+    for environment in config.environments.values():
+        stage_type = RegistryStage if environment.kind == "registry" else WorkloadStage
+        stage = stage_type(app, pascal(environment.name), config=config, environment=environment)
+        # Tags are aspects, and aspects do not cross Stage boundaries: tag each stage, not the app.
+        for key, value in {**config.tags, "environment": environment.name}.items():
+            Tags.of(stage).add(key, value)
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return app
+
+
+if __name__ == "__main__":
+    build_app().synth()

@@ -1,0 +1,44 @@
+"""Key policies that let AWS services use a customer managed key, scoped to this account's resources."""
+
+from __future__ import annotations
+
+from aws_cdk import ArnFormat, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+
+
+def allow_log_group_encryption(key: kms.IKey) -> None:
+    """CloudWatch Logs (the regional service principal) may use the key for this account's log groups only."""
+    stack = Stack.of(key)
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="AllowCloudWatchLogs",
+            actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+            principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+            resources=["*"],
+            conditions={
+                "ArnLike": {
+                    "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
+                        service="logs",
+                        resource="log-group",
+                        resource_name="*",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                }
+            },
+        )
+    )
+
+
+def allow_eventbridge_dead_letters(key: kms.IKey) -> None:
+    """EventBridge may encrypt undeliverable events into a dead-letter queue under this key, for this account's rules."""
+    stack = Stack.of(key)
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="AllowEventBridgeDeadLetters",
+            actions=["kms:Decrypt", "kms:GenerateDataKey"],
+            principals=[iam.ServicePrincipal("events.amazonaws.com")],
+            resources=["*"],
+            conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+        )
+    )

@@ -1,0 +1,108 @@
+"""The registry account's model artifact store: a bucket and KMS key that only the workload accounts may read.
+
+Models are trained in dev, registered once, and deployed unchanged to staging and prod. Each workload account can
+read (never write or delete) the artifacts and decrypt them; nobody else, and never over plain HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from cdk_constructs.buckets import access_log_bucket, secure_bucket
+from modelwerk import naming
+
+ARTIFACT_READ = ("s3:GetObject", "s3:GetObjectVersion")
+BUCKET_READ = ("s3:ListBucket", "s3:GetBucketLocation")
+
+
+@dataclass(frozen=True)
+class ModelArtifactStoreProps:
+    """project, env_name, account, region: name the buckets (``naming.bucket_name``).
+    reader_accounts: workload account ids allowed to read and decrypt (dev, staging, prod).
+    noncurrent_expiry_days: overwritten artifact versions are kept this long (default 90).
+    destroy_on_removal: delete bucket, objects and key with the stack (default False).
+    """
+
+    project: str
+    env_name: str
+    account: str
+    region: str
+    reader_accounts: Sequence[str]
+    noncurrent_expiry_days: int = 90
+    destroy_on_removal: bool = False
+
+
+class ModelArtifactStore(Construct):
+    """Attributes: ``key``, ``bucket`` (model artifacts), ``access_logs``."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: ModelArtifactStoreProps) -> None:
+        super().__init__(scope, construct_id)
+        if not props.reader_accounts:
+            raise ValueError("ModelArtifactStore needs at least one reader account (the workload environments)")
+        destroy = props.destroy_on_removal
+        readers = [iam.AccountPrincipal(a) for a in dict.fromkeys(props.reader_accounts)]
+
+        self.key = kms.Key(
+            self,
+            "Key",
+            alias=f"alias/{props.project}/{props.env_name}/model-artifacts",
+            description="Model artifacts of the registry; workload accounts may decrypt",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN,
+            pending_window=Duration.days(7) if destroy else None,
+        )
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="WorkloadAccountsDecrypt",
+                actions=["kms:Decrypt", "kms:DescribeKey"],
+                principals=readers,
+                resources=["*"],
+            )
+        )
+
+        def name(zone: str) -> str:
+            return naming.bucket_name(props.project, props.env_name, zone, props.account, props.region)
+
+        self.access_logs = access_log_bucket(
+            self, "AccessLogs", bucket_name=name("access-logs"), destroy_on_removal=destroy
+        )
+        self.bucket = secure_bucket(
+            self,
+            "Bucket",
+            bucket_name=name("model-artifacts"),
+            encryption_key=self.key,
+            access_logs=self.access_logs,
+            destroy_on_removal=destroy,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-noncurrent-versions",
+                    noncurrent_version_expiration=Duration.days(props.noncurrent_expiry_days),
+                )
+            ],
+        )
+        tls_only = {"Bool": {"aws:SecureTransport": "true"}}
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="WorkloadAccountsReadArtifacts",
+                actions=list(ARTIFACT_READ),
+                principals=readers,
+                resources=[self.bucket.arn_for_objects("*")],
+                conditions=tls_only,
+            )
+        )
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="WorkloadAccountsListArtifacts",
+                actions=list(BUCKET_READ),
+                principals=readers,
+                resources=[self.bucket.bucket_arn],
+                conditions=tls_only,
+            )
+        )

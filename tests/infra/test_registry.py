@@ -1,0 +1,91 @@
+"""RegistryStack: the model artifact bucket and key are readable by exactly the workload accounts."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from aws_cdk.assertions import Match
+
+from modelwerk import naming
+
+pytestmark = pytest.mark.slow
+
+ACCOUNT_IN_ARN = re.compile(r":iam::(\d{12}):root")
+
+
+def principal_accounts(principal: object) -> set[str]:
+    """Account ids named in an ``{"AWS": ...}`` principal (ARN strings or ``Fn::Join`` of them)."""
+    return set(ACCOUNT_IN_ARN.findall(str(principal)))
+
+
+def workload_accounts(config) -> set[str]:
+    return {w.account for w in config.workloads}
+
+
+def test_artifact_bucket_is_named_encrypted_versioned_and_private(registry, config):
+    environment = config.registry
+    registry.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "BucketName": naming.bucket_name(
+                "modelwerk", "registry", "model-artifacts", environment.account, environment.region
+            ),
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [
+                    Match.object_like(
+                        {
+                            "ServerSideEncryptionByDefault": {
+                                "SSEAlgorithm": "aws:kms",
+                                "KMSMasterKeyID": Match.any_value(),
+                            }
+                        }
+                    )
+                ]
+            },
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+        },
+    )
+
+
+def test_artifact_key_rotates(registry):
+    registry.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+
+
+def test_bucket_policy_allows_exactly_the_workload_accounts_to_read_over_tls(synthesized, registry, config):
+    stack = synthesized.stack("registry", "ModelRegistry")
+    policies = registry.find_resources(
+        "AWS::S3::BucketPolicy", {"Properties": {"Bucket": stack.resolve(stack.artifacts.bucket.bucket_name)}}
+    )
+    (policy,) = policies.values()
+    allows = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+    assert allows
+    for statement in allows:
+        assert principal_accounts(statement["Principal"]["AWS"]) == workload_accounts(config)
+        assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "true"}}
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert all(a.startswith(("s3:Get", "s3:List")) for a in actions), actions
+
+
+def test_key_policy_lets_the_workload_accounts_decrypt_and_describe_only(registry, config):
+    keys = registry.find_resources("AWS::KMS::Key")
+    (key,) = keys.values()
+    statements = key["Properties"]["KeyPolicy"]["Statement"]
+    workload_statements = [
+        s for s in statements if principal_accounts(s["Principal"]["AWS"]) & workload_accounts(config)
+    ]
+    assert len(workload_statements) == 1
+    (statement,) = workload_statements
+    assert principal_accounts(statement["Principal"]["AWS"]) == workload_accounts(config)
+    assert sorted(statement["Action"]) == ["kms:Decrypt", "kms:DescribeKey"]
+
+
+@pytest.mark.parametrize("name", ["buckets/model-artifacts", "kms/model-artifacts-key-arn"])
+def test_registry_publishes_its_parameters(registry, name):
+    registry.has_resource_properties("AWS::SSM::Parameter", {"Name": f"/modelwerk/registry/{name}", "Type": "String"})
