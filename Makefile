@@ -18,7 +18,7 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml p
 	$(PIP) install -c constraints.txt numpy pandas pyarrow
 	$(PIP) install -c constraints.txt -r requirements.txt
 	$(PIP) install -c constraints.txt -r requirements-dev.txt
-	$(PIP) install --no-deps --no-build-isolation -e .
+	$(PIP) install --no-deps -e .
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 

@@ -162,7 +162,8 @@ def deploy(state: LocalState, root: Path, *, progress=None) -> dict[str, Any]:
             if progress:
                 progress(f"deploying {stack.name}")
             deployment = deployer.deploy_stack(stage_session, stack)
-            stacks.append({**deployment.to_dict(), "template_file": str(stack.template_file)})
+            stacks.append({**deployment.to_dict(), "template_file": str(stack.template_file),
+                           "assets_file": str(stack.assets_file) if stack.assets_file else None})
             summary[stack.name] = deployment.summary()
         (records_dir / f"{stage}.json").write_text(json.dumps({"stage": stage, "stacks": stacks}, indent=1))
     return summary

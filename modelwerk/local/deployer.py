@@ -346,9 +346,20 @@ def _collect_targets(value: Any, wanted: set[tuple[str, str | None]]) -> None:
 Handler = Callable[[StackDeployer, str, dict[str, Any]], tuple[str | None, dict[str, Any]]]
 
 
+def _requires_tls(statement: dict[str, Any]) -> bool:
+    condition = statement.get("Condition", {}).get("Bool", {})
+    return statement.get("Effect") == "Deny" and str(condition.get("aws:SecureTransport")).lower() == "false"
+
+
 def _bucket_policy(d: StackDeployer, lid: str, p: dict[str, Any]):
-    d.client("s3").put_bucket_policy(Bucket=p["Bucket"], Policy=json.dumps(p["PolicyDocument"]))
-    return f"{p['Bucket']}-policy", {}
+    """The policy as deployed, less its TLS-only denial: the embedded AWS listens on plain HTTP on loopback."""
+    document = dict(p["PolicyDocument"])
+    statements = document.get("Statement", [])
+    document["Statement"] = [s for s in statements if not _requires_tls(s)]
+    if document["Statement"]:
+        d.client("s3").put_bucket_policy(Bucket=p["Bucket"], Policy=json.dumps(document))
+    dropped = len(statements) - len(document["Statement"])
+    return f"{p['Bucket']}-policy", {"note": f"{dropped} TLS-only statement(s) not applied locally" if dropped else ""}
 
 
 def _queue_policy(d: StackDeployer, lid: str, p: dict[str, Any]):

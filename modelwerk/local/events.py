@@ -1,7 +1,8 @@
 """The local event router: delivers an event to the targets of the EventBridge rules that match it.
 
 The embedded AWS stores rules but runs no targets (a Lambda target needs Docker there), so local mode routes events
-itself, narrowly: rules are read from the embedded EventBridge, matched with its own ``TestEventPattern``, and a
+itself, narrowly: rules are read from the embedded EventBridge, matched with the embedded AWS's own pattern matcher (its
+``TestEventPattern`` API answers nothing), and a
 Lambda target is invoked in-process through the local Lambda host. Everything delivered is returned, so callers can
 show it.
 """
@@ -29,14 +30,15 @@ class Delivery:
 
 def put_event(event: dict[str, Any], *, bus: str = "default", stage: str = "dev") -> list[Delivery]:
     """Route ``event`` (the full EventBridge envelope) to every matching rule's targets."""
+    from moto.events.models import EventPattern
+
     events = boto3.client("events")
     deliveries = []
-    serialized = json.dumps(event)
     for page in events.get_paginator("list_rules").paginate(EventBusName=bus):
         for rule in page["Rules"]:
             if rule.get("State") != "ENABLED" or not rule.get("EventPattern"):
                 continue
-            if not events.test_event_pattern(EventPattern=rule["EventPattern"], Event=serialized)["Result"]:
+            if not EventPattern.load(rule["EventPattern"]).matches_event(event):
                 continue
             for target in events.list_targets_by_rule(Rule=rule["Name"], EventBusName=bus)["Targets"]:
                 arn = target["Arn"]

@@ -8,12 +8,14 @@ it. Nothing here imports ``lambdas/``: the code is loaded from the synthesized a
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 import sys
 import threading
+import time
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -75,19 +77,34 @@ def find_function(name: str, stage: str = "dev") -> LocalFunction:
             if resource["type"] != "AWS::Lambda::Function" or resource["physical_id"] != name:
                 continue
             definition = template["Resources"][logical_id]
-            asset = definition.get("Metadata", {}).get("aws:asset:path")
-            if not asset:
-                raise LocalModeError(f"function {name} has inline code; local mode runs functions from code assets")
+            asset_dir = _code_asset(definition, stack)
+            if asset_dir is None:
+                raise LocalModeError(f"function {name} has no code asset in the cloud assembly; local mode runs "
+                                     "functions from their synthesized code assets")
             config = boto3.client("lambda").get_function_configuration(FunctionName=name)
             return LocalFunction(
                 name=name,
                 handler=definition["Properties"]["Handler"],
-                asset_dir=Path(stack["template_file"]).parent / asset,
+                asset_dir=asset_dir,
                 environment=config.get("Environment", {}).get("Variables", {}),
                 timeout=int(config.get("Timeout", 3)),
                 memory_mb=int(config.get("MemorySize", 128)),
             )
     raise NotFoundError(f"no function named {name!r} is deployed in the local {stage} stage; run 'modelwerk local up'")
+
+
+def _code_asset(definition: dict[str, Any], stack: dict[str, Any]) -> Path | None:
+    """The folder of a function's code: the asset whose published object key the template's Code names."""
+    code = definition["Properties"].get("Code", {})
+    key = code.get("S3Key")
+    if not key or not stack.get("assets_file"):
+        return None
+    assets_file = Path(stack["assets_file"])
+    manifest = json.loads(assets_file.read_text(encoding="utf-8"))
+    for asset in manifest.get("files", {}).values():
+        if any(d.get("objectKey") == key for d in asset["destinations"].values()):
+            return assets_file.parent / asset["source"]["path"]
+    return None
 
 
 @contextmanager
@@ -146,6 +163,34 @@ def invoke(name: str, event: dict[str, Any], *, stage: str = "dev") -> Any:
         "_HANDLER": function.handler,
         "POWERTOOLS_TRACE_DISABLED": "true",
     }
-    with _environment({**function.environment, **runtime_env}):
-        handler = _load_handler(function)  # module-scope Powertools objects read the environment at import
-        return handler(event, context)
+    output = _outputs.setdefault(function.name, io.StringIO())
+    try:
+        with _environment({**function.environment, **runtime_env}), redirect_stdout(output), redirect_stderr(output):
+            handler = _load_handler(function)  # module-scope Powertools objects read the environment at import
+            return handler(event, context)
+    finally:
+        _ship_logs(function.name, context.aws_request_id, output)
+
+
+#: One output stream per function: what its handler prints (logs, EMF metrics) goes to CloudWatch Logs, as on AWS.
+#: The same stream object every time, because loggers created at import keep a reference to it.
+_outputs: dict[str, io.StringIO] = {}
+
+
+def _ship_logs(function_name: str, request_id: str, output: io.StringIO) -> None:
+    lines = [line for line in output.getvalue().splitlines() if line.strip()]
+    output.seek(0)
+    output.truncate()
+    if not lines:
+        return
+    logs = boto3.client("logs")
+    group = f"/aws/lambda/{function_name}"
+    stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{request_id.replace('-', '')}"
+    try:
+        logs.create_log_group(logGroupName=group)
+    except logs.exceptions.ResourceAlreadyExistsException:
+        pass
+    logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    now = int(time.time() * 1000)
+    logs.put_log_events(logGroupName=group, logStreamName=stream,
+                        logEvents=[{"timestamp": now, "message": line} for line in lines])

@@ -25,8 +25,8 @@ def free_port() -> int:
 
 def is_healthy(endpoint_url: str, timeout: float = 1.0) -> bool:
     try:
-        with urllib.request.urlopen(f"{endpoint_url}/moto-api/data.json", timeout=timeout) as response:
-            return response.status == 200
+        with urllib.request.urlopen(f"{endpoint_url}/moto-api/config", timeout=timeout) as response:
+            return 200 <= response.status < 300
     except (urllib.error.URLError, OSError, ValueError):
         return False
 
