@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable
 
 import pandas as pd
 
-from modelwerk import naming
+from modelwerk.core import layout
 from modelwerk.errors import ExecutionFailedError, NotFoundError, TimeoutError, ValidationError
 from modelwerk.platform import Platform, resolve
 from modelwerk.query import query  # noqa: F401  (re-exported: modelwerk.data.query)
@@ -33,10 +33,6 @@ INGEST_COUNTS = ("rows_in", "rows_accepted", "rows_quarantined", "files_quaranti
 #: Glue's own job parameters are hyphenated (--enable-metrics, --extra-py-files); the job's own are snake_case.
 _GLUE_SYSTEM_ARGUMENT_PREFIXES = ("--enable-", "--extra-", "--job-", "--TempDir", "--conf", "--datalake-",
                                   "--additional-", "--python-modules-installer-option", "--user-jars-first")
-
-
-def _sha16(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:16]
 
 
 # -- generate ---------------------------------------------------------------------------------------------------------
@@ -95,11 +91,11 @@ def _object_created_event(platform: Platform, bucket: str, key: str, size: int, 
     }
 
 
-def _wait_for_ledger(platform: Platform, use_case: str, key: str, content_hash: str, timeout: float) -> dict[str, Any]:
+def _wait_for_ledger(platform: Platform, use_case: str, key: str, content_sha256: str, timeout: float) -> dict[str, Any]:
     import boto3
 
     s3 = boto3.client("s3")
-    ledger_key = f"{naming.ledger_prefix(use_case)}{_sha16(key.encode())}-{content_hash}.json"
+    ledger_key = layout.ledger_key(use_case, key, content_sha256)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -151,7 +147,7 @@ def ingest(use_case: str, files: Iterable[str | Path], *, env: str | None = None
                 raise ExecutionFailedError("no ingestion function answered the upload; run 'modelwerk local up' again")
             record = results[0]
         else:
-            record = _wait_for_ledger(platform, use_case, key, _sha16(data), timeout)
+            record = _wait_for_ledger(platform, use_case, key, hashlib.sha256(data).hexdigest(), timeout)
         if record.get("status") == "already_ingested":
             # The ledger holds the first ingestion's counts; this upload added nothing.
             totals["files"].append({"file": str(path), "status": "already_ingested",
@@ -274,7 +270,7 @@ def snapshot_manifest(use_case: str, snapshot_id: str | None = None, *, env: str
     platform.contract(use_case)
     s3 = boto3.client("s3")
     bucket = platform.bucket("curated")
-    prefix = naming.snapshot_prefix(use_case)
+    prefix = layout.snapshot_prefix(use_case)
     try:
         if snapshot_id in (None, "latest"):
             pointer = json.loads(s3.get_object(Bucket=bucket, Key=f"{prefix}latest.json")["Body"].read())

@@ -47,20 +47,5 @@ def pseudonymization_secret_name(project: str, env: str) -> str:
     return f"{project}/{env}/pseudonymization-key"
 
 
-# Object layout inside the zone buckets.
-def raw_prefix(use_case: str) -> str:
-    return f"{use_case}/"
-
-
-def curated_prefix(use_case: str) -> str:
-    return f"{use_case}/"
-
-
-def snapshot_prefix(use_case: str) -> str:
-    """Manifests live outside the table location so table readers never see them."""
-    return f"_snapshots/{use_case}/"
-
-
-def ledger_prefix(use_case: str) -> str:
-    """Ingestion ledger (one record per landing object and content hash), outside the raw table location."""
-    return f"_ledger/{use_case}/"
+# Object layout inside the zone buckets: one implementation in the leaf package the Lambda and the job carry.
+from modelwerk.core.layout import curated_prefix, ledger_prefix, raw_prefix, snapshot_prefix  # noqa: E402,F401
