@@ -34,6 +34,7 @@ def _s3_filesystem(platform: Platform):
         endpoint_override=platform.endpoint_url,
         access_key=os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
         secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
+        session_token=os.environ.get("AWS_SESSION_TOKEN"),
         region=platform.region or "us-east-1",
         scheme="http" if (platform.endpoint_url or "").startswith("http://") else "https",
     )

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,9 @@ LOCAL_STAGES = ("registry", "dev")
 #: Records under .modelwerk/ that point into the embedded AWS and die with it.
 DEPENDENT_RECORDS = ("local/deployments", "runs", "endpoints")
 LOCAL_ROLE_NAME = "modelwerk-local-deployment"
+#: moto's default account, and the credentials that reach it.
+DEFAULT_ACCOUNT = "123456789012"
+DEFAULT_CREDENTIALS = {"AccessKeyId": "testing", "SecretAccessKey": "testing"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class LocalState:
     accounts: dict[str, str]
     pid: int | None
     root: str
+    #: Credentials of the dev account: the embedded AWS's default account, or a role assumed into dev's account.
+    credentials: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_CREDENTIALS))
 
     def to_json(self) -> dict[str, Any]:
         return {"endpoint_url": self.endpoint_url, "region": self.region, "accounts": self.accounts}
@@ -91,16 +96,18 @@ def read_state(root: Path | str | None = None) -> LocalState | None:
 
 def activate(state: LocalState) -> None:
     """Point every AWS client of this process (and its subprocesses) at the embedded AWS."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        os.environ.pop(name, None)
     os.environ.update({
         "AWS_ENDPOINT_URL": state.endpoint_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ACCESS_KEY_ID": state.credentials["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": state.credentials["SecretAccessKey"],
         "AWS_DEFAULT_REGION": state.region,
         "AWS_REGION": state.region,
         "MODELWERK_LOCAL_ROOT": state.root,
     })
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
-        os.environ.pop(name, None)
+    if state.credentials.get("SessionToken"):
+        os.environ["AWS_SESSION_TOKEN"] = state.credentials["SessionToken"]
 
 
 def activate_if_running(root: Path | str | None = None) -> LocalState | None:
@@ -122,16 +129,27 @@ def session(env: str, state: LocalState | None = None):
     state = state or read_state()
     if state is None:
         raise LocalModeError("local mode is not running: start it with 'modelwerk local up'")
-    account = state.accounts[env]
-    base = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=state.region)
-    if env == "dev":
-        return base
-    sts = base.client("sts", endpoint_url=state.endpoint_url)
-    credentials = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/{LOCAL_ROLE_NAME}",
-                                  RoleSessionName=f"modelwerk-local-{env}")["Credentials"]
+    credentials = state.credentials if env == "dev" else _assume(state, state.accounts[env], env)
     return boto3.Session(aws_access_key_id=credentials["AccessKeyId"],
                          aws_secret_access_key=credentials["SecretAccessKey"],
-                         aws_session_token=credentials["SessionToken"], region_name=state.region)
+                         aws_session_token=credentials.get("SessionToken"), region_name=state.region)
+
+
+def _assume(state: LocalState, account: str, env: str) -> dict[str, str]:
+    """Credentials in ``account``, issued by the embedded STS as AWS would issue them to a deployment role."""
+    import boto3
+
+    sts = boto3.client("sts", endpoint_url=state.endpoint_url, region_name=state.region,
+                       aws_access_key_id=DEFAULT_CREDENTIALS["AccessKeyId"],
+                       aws_secret_access_key=DEFAULT_CREDENTIALS["SecretAccessKey"])
+    issued = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/{LOCAL_ROLE_NAME}",
+                             RoleSessionName=f"modelwerk-local-{env}")["Credentials"]
+    return {k: issued[k] for k in ("AccessKeyId", "SecretAccessKey", "SessionToken")}
+
+
+def _dev_credentials(state: LocalState) -> dict[str, str]:
+    dev = state.accounts["dev"]
+    return dict(DEFAULT_CREDENTIALS) if dev == DEFAULT_ACCOUNT else _assume(state, dev, "dev")
 
 
 def _clear_dependent_records(root: Path) -> None:
@@ -194,7 +212,7 @@ def up(root: Path | str | None = None, *, port: int | None = None, progress=None
     log = open(state_dir / "server.log", "ab")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "modelwerk.local.server", "--port", str(port), "--account", accounts["dev"]],
+        [sys.executable, "-m", "modelwerk.local.server", "--port", str(port)],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env,
         cwd=root,
     )
@@ -205,6 +223,7 @@ def up(root: Path | str | None = None, *, port: int | None = None, progress=None
     if not wait_healthy(state.endpoint_url, 60):
         process.terminate()
         raise LocalModeError(f"the embedded AWS did not start; see {state_dir / 'server.log'}")
+    state = replace(state, credentials=_dev_credentials(state))
     _state_file(root).write_text(json.dumps(asdict(state), indent=1))
     try:
         deploy(state, root, progress=progress)
@@ -276,9 +295,10 @@ def start(root: Path | str | None = None) -> LocalState:
         return running
     region, accounts = _accounts(root)
     _clear_dependent_records(root)
-    _in_process = EmbeddedAWS(port=free_port(), account=accounts["dev"]).start()
+    _in_process = EmbeddedAWS(port=free_port()).start()
     state = LocalState(endpoint_url=_in_process.endpoint_url, region=region, accounts=accounts, pid=os.getpid(),
                        root=str(root))
+    state = replace(state, credentials=_dev_credentials(state))
     _state_dir(root).mkdir(parents=True, exist_ok=True)
     _state_file(root).write_text(json.dumps(asdict(state), indent=1))
     deploy(state, root)

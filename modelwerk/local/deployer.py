@@ -62,6 +62,43 @@ _MOTO_CFN_SHIMS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 }
 
 
+def _complete_bucket(d: "StackDeployer", physical_id: str, p: dict[str, Any]) -> None:
+    """Apply what moto's CloudFormation bucket model ignores: versioning, public access block, lifecycle."""
+    s3 = d.client("s3")
+    if p.get("VersioningConfiguration"):
+        s3.put_bucket_versioning(Bucket=physical_id, VersioningConfiguration={
+            "Status": p["VersioningConfiguration"]["Status"]})
+    if p.get("PublicAccessBlockConfiguration"):
+        s3.put_public_access_block(Bucket=physical_id,
+                                   PublicAccessBlockConfiguration=p["PublicAccessBlockConfiguration"])
+    rules = (p.get("LifecycleConfiguration") or {}).get("Rules")
+    if rules:
+        s3.put_bucket_lifecycle_configuration(Bucket=physical_id, LifecycleConfiguration={
+            "Rules": [_lifecycle_rule(i, rule) for i, rule in enumerate(rules)]})
+
+
+def _lifecycle_rule(index: int, rule: dict[str, Any]) -> dict[str, Any]:
+    """One lifecycle rule from CloudFormation's shape to the API's."""
+    out: dict[str, Any] = {"ID": rule.get("Id", f"rule-{index}"), "Status": rule.get("Status", "Enabled"),
+                           "Filter": {"Prefix": rule.get("Prefix", "")}}
+    if "ExpirationInDays" in rule:
+        out["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+    noncurrent = rule.get("NoncurrentVersionExpiration") or (
+        {"NoncurrentDays": rule["NoncurrentVersionExpirationInDays"]} if "NoncurrentVersionExpirationInDays" in rule else None)
+    if noncurrent:
+        out["NoncurrentVersionExpiration"] = {"NoncurrentDays": int(noncurrent["NoncurrentDays"])}
+    if rule.get("AbortIncompleteMultipartUpload"):
+        out["AbortIncompleteMultipartUpload"] = {
+            "DaysAfterInitiation": int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])}
+    return out
+
+
+#: Properties moto's CloudFormation models accept but do not apply, applied through the API after each wave.
+_COMPLETIONS: dict[str, Callable[["StackDeployer", str, dict[str, Any]], None]] = {
+    "AWS::S3::Bucket": _complete_bucket,
+}
+
+
 def moto_cfn_types() -> set[str]:
     from moto.cloudformation.parsing import get_model_map
 
@@ -302,6 +339,10 @@ class StackDeployer:
                 lid, self.resources[lid]["Type"], "cloudformation", physical.get(lid)
             )
         self._cfn_deployed = logical_ids
+        for lid in sorted(wave):
+            complete = _COMPLETIONS.get(self.resources[lid]["Type"])
+            if complete:
+                complete(self, physical[lid], self.resources[lid].get("Properties", {}))
 
     def _deploy_other(self, logical_id: str, route: str) -> None:
         resource_type = self.resources[logical_id]["Type"]

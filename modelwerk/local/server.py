@@ -1,8 +1,8 @@
 """The embedded AWS: moto's server on 127.0.0.1, in a background process or in this process.
 
 ``python -m modelwerk.local.server --port P --account A`` is what ``modelwerk local up`` starts in the background.
-The dev environment's account is the server's default account (``MOTO_ACCOUNT_ID``); the other environments are
-other accounts of the same server, reached with ``sts:AssumeRole``.
+Every environment is its own account of the same server; a request's account follows from its credentials (the
+default account's, or those ``sts:AssumeRole`` issued), so cross-account paths behave as on AWS.
 """
 
 from __future__ import annotations
@@ -41,14 +41,13 @@ def wait_healthy(endpoint_url: str, deadline_seconds: float = 30.0) -> bool:
 
 
 class EmbeddedAWS:
-    """moto's threaded server; ``MOTO_ACCOUNT_ID`` must be set before moto is first imported."""
+    """moto's threaded server. ``MOTO_ACCOUNT_ID`` would pin every request to one account, so it is never set."""
 
-    def __init__(self, *, port: int, account: str):
-        os.environ["MOTO_ACCOUNT_ID"] = account
+    def __init__(self, *, port: int):
+        os.environ.pop("MOTO_ACCOUNT_ID", None)
         from moto.server import ThreadedMotoServer
 
         self.port = port
-        self.account = account
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
 
     @property
@@ -68,13 +67,12 @@ class EmbeddedAWS:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run the embedded AWS in the foreground until SIGTERM.")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--account", required=True)
     args = parser.parse_args()
-    server = EmbeddedAWS(port=args.port, account=args.account).start()
+    server = EmbeddedAWS(port=args.port).start()
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
-    print(f"embedded AWS listening on {server.endpoint_url} (default account {args.account})", flush=True)
+    print(f"embedded AWS listening on {server.endpoint_url}", flush=True)
     stopped.wait()
     server.stop()
 

@@ -17,7 +17,12 @@ TEMPLATE = {
             "GenerateSecretString": {"PasswordLength": 48, "ExcludePunctuation": True}}},
         "SecretParameter": {"Type": "AWS::SSM::Parameter", "Properties": {
             "Name": "/modelwerk/dev/secret-arn", "Type": "String", "Value": {"Ref": "Secret"}, "Tags": {"env": "dev"}}},
-        "Bucket": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "modelwerk-dev-raw-test"}},
+        "Bucket": {"Type": "AWS::S3::Bucket", "Properties": {
+            "BucketName": "modelwerk-dev-raw-test", "VersioningConfiguration": {"Status": "Enabled"},
+            "PublicAccessBlockConfiguration": {"BlockPublicAcls": True, "BlockPublicPolicy": True,
+                                               "IgnorePublicAcls": True, "RestrictPublicBuckets": True},
+            "LifecycleConfiguration": {"Rules": [{"Id": "expire", "Status": "Enabled", "ExpirationInDays": 7,
+                                                  "NoncurrentVersionExpiration": {"NoncurrentDays": 3}}]}}},
         "BucketPolicy": {"Type": "AWS::S3::BucketPolicy", "Properties": {
             "Bucket": {"Ref": "Bucket"},
             "PolicyDocument": {"Version": "2012-10-17", "Statement": [
@@ -87,3 +92,12 @@ def test_exports_are_published_for_other_stacks(aws, stack):
     deploy_stack(aws, stack)
     exports = {e["Name"]: e["Value"] for e in aws.client("cloudformation").list_exports()["Exports"]}
     assert exports["dev-raw-bucket"] == "modelwerk-dev-raw-test"
+
+
+def test_bucket_settings_moto_ignores_are_applied(aws, stack):
+    deploy_stack(aws, stack)
+    s3 = aws.client("s3")
+    assert s3.get_bucket_versioning(Bucket="modelwerk-dev-raw-test")["Status"] == "Enabled"
+    assert s3.get_public_access_block(Bucket="modelwerk-dev-raw-test")["PublicAccessBlockConfiguration"]["BlockPublicPolicy"]
+    rule = s3.get_bucket_lifecycle_configuration(Bucket="modelwerk-dev-raw-test")["Rules"][0]
+    assert rule["Expiration"]["Days"] == 7 and rule["NoncurrentVersionExpiration"]["NoncurrentDays"] == 3
