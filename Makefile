@@ -11,10 +11,10 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
 .PHONY: install demo test test-fast synth lint benchmarks clean
 
+# Installed in steps, each pinned: one unconstrained resolve of the whole set can backtrack into source builds.
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml package.json package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade "pip>=24"
-	# In steps, each pinned: one unconstrained resolve of the whole set can backtrack into source builds.
 	$(PIP) install -c constraints.txt numpy pandas pyarrow
 	$(PIP) install -c constraints.txt -r requirements.txt
 	$(PIP) install -c constraints.txt -r requirements-dev.txt

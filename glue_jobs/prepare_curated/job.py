@@ -191,7 +191,8 @@ def run(args: JobArgs) -> dict[str, Any]:
     state = lake_io.load_state(s3, args.curated_bucket, args.use_case)
     partitions = requested_partitions(args.partitions)
     if partitions is None:
-        partitions = lake_io.touched_partitions(raw, state["objects"])
+        existing = {o.partition for o in raw.values() if o.partition}
+        partitions = prep.affected_partitions(lake_io.touched_partitions(raw, state["objects"]), existing, contract)
 
     rows_in = prepare(args, contract, s3, raw, partitions) if partitions else 0
 

@@ -59,6 +59,19 @@ def context_partitions(partitions: Iterable[str], contract: Contract) -> list[st
     return sorted(context - touched)
 
 
+def affected_partitions(touched: Iterable[str], existing: Iterable[str], contract: Contract) -> list[str]:
+    """The partitions to recompute when ``touched`` changed: those, and the existing days after each whose rolling
+    windows reach back into a touched day (late data for day D changes the first hours of D+1's features)."""
+    touched = set(touched)
+    days = context_days(contract)
+    following = {
+        (_dt.date.fromisoformat(p) + _dt.timedelta(days=offset)).isoformat()
+        for p in touched
+        for offset in range(1, days + 1)
+    }
+    return sorted(touched | (following & set(existing)))
+
+
 def utc_date(timestamp: str) -> Column:
     """``YYYY-MM-DD`` of a timestamp column in UTC, whatever the session time zone."""
     days = f"CAST(floor(unix_micros({_quoted(timestamp)}) / {_MICROS_PER_DAY}) AS INT)"

@@ -129,6 +129,13 @@ def test_contract_without_rolling_reads_no_context() -> None:
     assert prep.context_partitions(["2025-03-01"], Contract.from_dict(doc)) == []
 
 
+def test_late_data_recomputes_the_existing_days_its_windows_reach() -> None:
+    existing = ["2025-02-28", "2025-03-01", "2025-03-02", "2025-03-05"]
+    assert prep.affected_partitions(["2025-03-01"], existing, PUMP) == ["2025-03-01", "2025-03-02"]
+    assert prep.affected_partitions(["2025-03-04"], existing, PUMP) == ["2025-03-04", "2025-03-05"]
+    assert prep.affected_partitions(["2025-03-05"], existing, PUMP) == ["2025-03-05"]
+
+
 # --- transform on a local SparkSession -----------------------------------------------------------------------------
 
 
