@@ -7,6 +7,8 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
+# Spark in local mode binds to loopback, never to the machine's interfaces.
+export SPARK_LOCAL_IP := 127.0.0.1
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
 .PHONY: install demo test test-fast synth lint benchmarks clean

@@ -144,6 +144,8 @@ def spark_session():
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         .config("spark.ui.enabled", "false")
+        .config("spark.driver.host", "127.0.0.1")  # local mode stays on loopback
+        .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.ui.showConsoleProgress", "false")
         .getOrCreate()
     )

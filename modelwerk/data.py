@@ -190,8 +190,12 @@ def _run_job_locally(platform: Platform, job_name: str, progress: Progress | Non
             if not name.startswith(_GLUE_SYSTEM_ARGUMENT_PREFIXES) and name[2:].replace("_", "").isalnum():
                 command += [name, value]
         command += ["--local", "--work_dir", str(work_dir / "spark")]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(python_path + [os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-               "PYSPARK_PYTHON": sys.executable}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(python_path + [os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+            "PYSPARK_PYTHON": sys.executable,
+            "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),  # Spark stays on loopback
+        }
         if progress:
             progress(f"running {job_name} with Spark in local mode")
         result = subprocess.run(command, env=env, capture_output=True, text=True)

@@ -67,6 +67,23 @@ _LAST_NAMES = ("bauer", "fischer", "koch", "meyer", "richter", "schmidt", "schul
 # Generating
 
 
+
+# -- building blocks for the use cases' generators ------------------------------------------------------------------
+def smooth_noise(rng: np.random.Generator, steps: int, width: int, every: int) -> np.ndarray:
+    """Unit-variance noise of shape (steps, width) that changes smoothly over about ``every`` steps."""
+    knots = rng.standard_normal((steps // every + 2, width))
+    position = np.arange(steps) / every
+    index = position.astype(np.int64)
+    weight = ((1.0 - np.cos(np.pi * (position - index))) / 2.0)[:, None]
+    mixed = knots[index] * (1.0 - weight) + knots[index + 1] * weight
+    return mixed / np.sqrt((1.0 - weight) ** 2 + weight**2)
+
+
+def reported(values: np.ndarray, decimals: int) -> np.ndarray:
+    """Rounded as a sensor or station reports, without negative zeros."""
+    return np.round(values, decimals) + 0.0
+
+
 def generate(
     use_case: UseCaseConfig,
     rows: int,

@@ -108,6 +108,8 @@ def spark_session(args: JobArgs):
             .appName(f"prepare-{args.use_case}")
             .config("spark.sql.shuffle.partitions", LOCAL_SHUFFLE_PARTITIONS)
             .config("spark.ui.enabled", "false")
+            .config("spark.driver.host", "127.0.0.1")  # local mode stays on loopback
+            .config("spark.driver.bindAddress", "127.0.0.1")
             .config("spark.ui.showConsoleProgress", "false")
             .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
         )

@@ -33,6 +33,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from modelwerk.synthetic import reported, smooth_noise
+
 COLUMNS = (
     "plant_id",
     "plant_type",
@@ -88,19 +90,6 @@ def _fleet(solar: int, wind: int) -> tuple[np.ndarray, ...]:
     return tuple(np.concatenate([values[0, :solar], values[1, :wind]]) for values in properties)
 
 
-def _smooth(rng: np.random.Generator, steps: int, width: int, every: int) -> np.ndarray:
-    """Unit-variance noise of shape (steps, width) that changes smoothly over about ``every`` steps."""
-    knots = rng.standard_normal((steps // every + 2, width))
-    position = np.arange(steps) / every
-    index = position.astype(np.int64)
-    weight = ((1.0 - np.cos(np.pi * (position - index))) / 2.0)[:, None]
-    mixed = knots[index] * (1.0 - weight) + knots[index + 1] * weight
-    return mixed / np.sqrt((1.0 - weight) ** 2 + weight**2)
-
-
-def _round(values: np.ndarray, decimals: int) -> np.ndarray:
-    """Rounded as a station reports, without negative zeros."""
-    return np.round(values, decimals) + 0.0
 
 
 def _clear_sky(hours: np.ndarray, latitude: np.ndarray, longitude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +133,7 @@ def generate(rows: int, rng: np.random.Generator, drift: float) -> pd.DataFrame:
 
     # Clouds: a regional weather system, local patches, hourly variation.
     cloud_z = (
-        0.6 * _smooth(rng, steps, 1, 36) + 0.6 * _smooth(rng, steps, plants, 8) + 0.5 * _smooth(rng, steps, plants, 3)
+        0.6 * smooth_noise(rng, steps, 1, 36) + 0.6 * smooth_noise(rng, steps, plants, 8) + 0.5 * smooth_noise(rng, steps, plants, 3)
     )
     cloud = 1.0 / (1.0 + np.exp(-(2.0 * cloud_z + 0.4 - 1.3 * drift)))
 
@@ -157,15 +146,15 @@ def generate(rows: int, rng: np.random.Generator, drift: float) -> pd.DataFrame:
     day = START_DAY_OF_YEAR + (hours + 0.5) / 24.0
     seasonal = 9.5 - 10.0 * np.cos(2 * np.pi * (day - 20.0) / 365.0) - 0.5 * (latitude - 50.0)
     daily = 4.5 * (1.0 - 0.5 * cloud) * np.cos(2 * np.pi * (solar_hour - 15.0) / 24.0)
-    anomaly = 2.5 * _smooth(rng, steps, 1, 72) + 1.0 * _smooth(rng, steps, plants, 24)
+    anomaly = 2.5 * smooth_noise(rng, steps, 1, 72) + 1.0 * smooth_noise(rng, steps, plants, 24)
     temperature = np.clip(seasonal + daily + anomaly + rng.normal(0.0, 0.3, (steps, plants)) + 7.0 * drift, -40.0, 60.0)
 
-    humidity = 72.0 + 18.0 * (cloud - 0.5) - 2.5 * daily + 4.0 * _smooth(rng, steps, plants, 12)
+    humidity = 72.0 + 18.0 * (cloud - 0.5) - 2.5 * daily + 4.0 * smooth_noise(rng, steps, plants, 12)
     humidity = np.clip(humidity + rng.normal(0.0, 2.0, (steps, plants)) - 12.0 * drift, 10.0, 100.0)
 
     def wind_component() -> np.ndarray:
-        regional = _smooth(rng, steps, 1, 18)
-        return 0.75 * regional + 0.55 * _smooth(rng, steps, plants, 6) + 0.35 * _smooth(rng, steps, plants, 2)
+        regional = smooth_noise(rng, steps, 1, 18)
+        return 0.75 * regional + 0.55 * smooth_noise(rng, steps, plants, 6) + 0.35 * smooth_noise(rng, steps, plants, 2)
 
     calm = max(0.1, 1.0 - 0.35 * drift)
     wind = mean_wind / np.sqrt(np.pi / 2.0) * np.hypot(wind_component(), wind_component()) * calm
@@ -177,7 +166,7 @@ def generate(rows: int, rng: np.random.Generator, drift: float) -> pd.DataFrame:
     solar_mwh = DC_AC_RATIO * capacity * irradiance / 1000.0 * performance
     curve = np.clip((wind**3 - CUT_IN_MS**3) / (RATED_MS**3 - CUT_IN_MS**3), 0.0, 1.0) * (wind < CUT_OUT_MS)
     density = 288.15 / (273.15 + temperature)
-    outage = _smooth(rng, steps, plants, 12) > 1.9
+    outage = smooth_noise(rng, steps, plants, 12) > 1.9
     availability = np.where(outage, rng.uniform(0.0, 0.5, (steps, plants)), 1.0)
     wind_mwh = capacity * np.clip(curve * density, 0.0, 1.0) * availability
     production = np.where(solar, solar_mwh, wind_mwh) * (1.0 + rng.normal(0.0, 0.03, (steps, plants)))
@@ -197,13 +186,13 @@ def generate(rows: int, rng: np.random.Generator, drift: float) -> pd.DataFrame:
             "plant_type": flat(np.where(solar, "solar", "wind").astype(object)),
             "timestamp": pd.DatetimeIndex(flat(START + hours * np.timedelta64(1, "h"))).tz_localize("UTC"),
             "shift_lead": flat(lead),
-            "irradiance_wm2": _round(flat(irradiance), 1),
-            "temperature_c": _round(flat(temperature), 1),
-            "wind_speed_ms": _round(flat(wind), 2),
-            "cloud_cover_pct": _round(flat(100.0 * cloud), 1),
-            "humidity_pct": _round(flat(humidity), 1),
+            "irradiance_wm2": reported(flat(irradiance), 1),
+            "temperature_c": reported(flat(temperature), 1),
+            "wind_speed_ms": reported(flat(wind), 2),
+            "cloud_cover_pct": reported(flat(100.0 * cloud), 1),
+            "humidity_pct": reported(flat(humidity), 1),
             "capacity_mw": flat(capacity),
-            "production_mwh": _round(flat(production), 3),
+            "production_mwh": reported(flat(production), 3),
         },
         columns=list(COLUMNS),
     )

@@ -34,6 +34,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from modelwerk.synthetic import reported, smooth_noise
+
 COLUMNS = (
     "pump_id",
     "site",
@@ -110,19 +112,6 @@ def _fleet(pumps: int) -> tuple[np.ndarray, ...]:
     return tuple(values[:pumps] for values in properties)
 
 
-def _smooth(rng: np.random.Generator, steps: int, width: int, every: int) -> np.ndarray:
-    """Unit-variance noise of shape (steps, width) that changes smoothly over about ``every`` steps."""
-    knots = rng.standard_normal((steps // every + 2, width))
-    position = np.arange(steps) / every
-    index = position.astype(np.int64)
-    weight = ((1.0 - np.cos(np.pi * (position - index))) / 2.0)[:, None]
-    mixed = knots[index] * (1.0 - weight) + knots[index + 1] * weight
-    return mixed / np.sqrt((1.0 - weight) ** 2 + weight**2)
-
-
-def _round(values: np.ndarray, decimals: int) -> np.ndarray:
-    """Rounded as a sensor reports, without negative zeros."""
-    return np.round(values, decimals) + 0.0
 
 
 def _events(rng: np.random.Generator, pumps: int, steps: int, mean_gap: np.ndarray, min_gap: int) -> np.ndarray:
@@ -200,7 +189,7 @@ def generate(rows: int, rng: np.random.Generator, drift: float) -> pd.DataFrame:
     # Operation: a daily demand cycle per site, the affinity laws, efficiency lost to wear.
     hour = (step % STEPS_PER_DAY) / STEPS_PER_HOUR
     site = site_of_pump[pump]
-    demand_noise = _smooth(rng, steps, len(SITES), 3 * STEPS_PER_HOUR).ravel()
+    demand_noise = smooth_noise(rng, steps, len(SITES), 3 * STEPS_PER_HOUR).ravel()
     load = 0.88 + 0.07 * np.sin(2 * np.pi * (hour - 9.0) / 24.0)
     load = np.clip(load + 0.03 * demand_noise[step * len(SITES) + site], 0.6, 1.0)
     running = ~stopped
@@ -213,7 +202,7 @@ def generate(rows: int, rng: np.random.Generator, drift: float) -> pd.DataFrame:
     spikes = np.where(spiking, rng.uniform(1.5, 3.0, rows), 1.0)
     vibration = base_vibration[pump] * (0.7 + 0.3 * load**2) * rng.lognormal(0.0, 0.25, rows) * spikes + 4.0 * severity
 
-    weather = _smooth(rng, steps, len(SITES), 2 * STEPS_PER_DAY).ravel()
+    weather = smooth_noise(rng, steps, len(SITES), 2 * STEPS_PER_DAY).ravel()
     daily = 5.0 * np.sin(2 * np.pi * (hour - 9.0) / 24.0)
     ambient = SITE_AMBIENT_C[site] + daily + 3.0 * weather[step * len(SITES) + site]
     rated_power = rated_flow * rated_bar / 36.0 / efficiency
@@ -241,12 +230,12 @@ def generate(rows: int, rng: np.random.Generator, drift: float) -> pd.DataFrame:
             "site": SITES[site],
             "timestamp": pd.DatetimeIndex(START + step * STEP).tz_localize("UTC"),
             "operator_email": OPERATORS[site, rota],
-            "vibration_rms": _round(np.clip(vibration, 0.0, 100.0), 2),
-            "bearing_temp_c": _round(np.clip(bearing, -40.0, 200.0), 1),
-            "flow_m3h": _round(np.clip(flow, 0.0, 2000.0), 1),
-            "pressure_bar": _round(np.clip(pressure, 0.0, 60.0), 2),
-            "speed_rpm": _round(np.clip(speed, 0.0, 6000.0), 0),
-            "power_kw": _round(np.clip(power, 0.0, 1000.0), 1),
+            "vibration_rms": reported(np.clip(vibration, 0.0, 100.0), 2),
+            "bearing_temp_c": reported(np.clip(bearing, -40.0, 200.0), 1),
+            "flow_m3h": reported(np.clip(flow, 0.0, 2000.0), 1),
+            "pressure_bar": reported(np.clip(pressure, 0.0, 60.0), 2),
+            "speed_rpm": reported(np.clip(speed, 0.0, 6000.0), 0),
+            "power_kw": reported(np.clip(power, 0.0, 1000.0), 1),
             "failure": failure,
         },
         columns=list(COLUMNS),
