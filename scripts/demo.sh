@@ -28,7 +28,7 @@ for use_case in pump-health energy-forecast; do
 done
 
 step "query the curated tables (DuckDB over the embedded S3; Athena on AWS)"
-modelwerk data query "SELECT pump_id, count(*) AS readings, round(avg(vibration_rms), 2) AS vibration, round(avg(vibration_rms_mean_6h), 2) AS vibration_6h, sum(failure) AS failures FROM modelwerk_dev_curated.pump_health GROUP BY pump_id ORDER BY failures DESC LIMIT 5"
+modelwerk data query "SELECT pump_id, count(*) AS readings, round(avg(vibration_rms), 2) AS vibration, round(avg(vibration_rms_mean_6h), 2) AS vibration_6h, count_if(failure = 1) AS failures FROM modelwerk_dev_curated.pump_health GROUP BY pump_id ORDER BY failures DESC LIMIT 5"
 modelwerk data query "SELECT plant_type, count(*) AS hours, round(avg(production_mwh), 1) AS mean_mwh FROM modelwerk_dev_curated.energy_forecast GROUP BY plant_type ORDER BY plant_type"
 
 step "summary"
