@@ -8,6 +8,7 @@ default account's, or those ``sts:AssumeRole`` issued), so cross-account paths b
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import socket
@@ -46,6 +47,8 @@ class EmbeddedAWS:
     def __init__(self, *, port: int):
         os.environ.pop("MOTO_ACCOUNT_ID", None)
         from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request would drown a notebook
 
         self.port = port
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
