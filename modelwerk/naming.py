@@ -43,6 +43,11 @@ def preparation_job_name(project: str, env: str, use_case: str) -> str:
     return f"{project}-{env}-prepare-{use_case}"
 
 
+def model_package_group_name(project: str, use_case: str) -> str:
+    """The registry's model package group of a use case (one registry serves every environment)."""
+    return f"{project}-{use_case}"
+
+
 def pseudonymization_secret_name(project: str, env: str) -> str:
     return f"{project}/{env}/pseudonymization-key"
 

@@ -528,7 +528,19 @@ def _capitalize_lf(resource: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _model_package_group(d: StackDeployer, lid: str, p: dict[str, Any]):
+    """The group through the API; its resource policy is recorded only (the embedded SageMaker has no
+    PutModelPackageGroupPolicy): locally, accounts reach the registry by assuming a role in it."""
+    args = {"ModelPackageGroupName": p["ModelPackageGroupName"]}
+    if p.get("ModelPackageGroupDescription"):
+        args["ModelPackageGroupDescription"] = p["ModelPackageGroupDescription"]
+    arn = d.client("sagemaker").create_model_package_group(**args)["ModelPackageGroupArn"]
+    note = "group policy recorded, not enforced locally" if p.get("ModelPackageGroupPolicy") else ""
+    return p["ModelPackageGroupName"], {"ModelPackageGroupArn": arn, "note": note}
+
+
 API_HANDLERS: dict[str, Handler] = {
+    "AWS::SageMaker::ModelPackageGroup": _model_package_group,
     "AWS::S3::BucketPolicy": _bucket_policy,
     "AWS::SQS::QueuePolicy": _queue_policy,
     "AWS::SecretsManager::Secret": _secret,

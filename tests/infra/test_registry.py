@@ -89,3 +89,30 @@ def test_key_policy_lets_the_workload_accounts_decrypt_and_describe_only(registr
 @pytest.mark.parametrize("name", ["buckets/model-artifacts", "kms/model-artifacts-key-arn"])
 def test_registry_publishes_its_parameters(registry, name):
     registry.has_resource_properties("AWS::SSM::Parameter", {"Name": f"/modelwerk/registry/{name}", "Type": "String"})
+
+
+def _groups(registry) -> dict:
+    return registry.find_resources("AWS::SageMaker::ModelPackageGroup")
+
+
+def test_one_model_package_group_per_use_case(registry, config):
+    names = {g["Properties"]["ModelPackageGroupName"] for g in _groups(registry).values()}
+    assert names == {naming.model_package_group_name(config.project, u) for u in config.use_cases}
+
+
+def test_group_policies_name_the_configured_accounts_only(registry, config):
+    dev = config.environment("dev").account
+    for group in _groups(registry).values():
+        statements = {s["Sid"]: s for s in group["Properties"]["ModelPackageGroupPolicy"]["Statement"]}
+        read, register = statements["WorkloadAccountsRead"], statements["PipelineAccountsRegister"]
+        assert principal_accounts(read["Principal"]["AWS"]) == workload_accounts(config)
+        assert principal_accounts(register["Principal"]["AWS"]) == {dev}
+        assert "sagemaker:CreateModelPackage" in register["Action"]
+        assert not any(a.startswith("sagemaker:Create") or a.startswith("sagemaker:Delete") for a in read["Action"])
+        assert "*" not in str(read["Principal"]) and "*" not in str(register["Principal"])
+
+
+@pytest.mark.parametrize("use_case", ["pump-health", "energy-forecast"])
+def test_registry_publishes_each_group(registry, use_case):
+    registry.has_resource_properties("AWS::SSM::Parameter", {
+        "Name": f"/modelwerk/registry/model-package-groups/{use_case}", "Type": "String"})
