@@ -61,9 +61,17 @@ class EmbeddedAWS:
         self._server.start()
         if not wait_healthy(self.endpoint_url):
             raise RuntimeError(f"the embedded AWS did not answer on {self.endpoint_url}")
+        self.reset()  # a fresh account, even in a process that ran moto before
         return self
 
+    def reset(self) -> None:
+        """Discard every service's state (moto keeps it per process, not per server)."""
+        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
     def stop(self) -> None:
+        self.reset()
         self._server.stop()
 
 

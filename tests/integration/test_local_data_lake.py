@@ -95,6 +95,9 @@ def test_registry_stage_lives_in_its_own_account(local_mode):
     dev_buckets = {b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]}
     assert any("model-artifacts" in name for name in registry_buckets)
     assert not any("model-artifacts" in name for name in dev_buckets)
+    groups = {g["ModelPackageGroupName"] for g in
+              registry.client("sagemaker").list_model_package_groups()["ModelPackageGroupSummaryList"]}
+    assert groups == {"modelwerk-pump-health", "modelwerk-energy-forecast"}
 
 
 def test_status_lists_the_deployed_stacks(local_mode, cli_env):

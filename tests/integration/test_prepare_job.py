@@ -13,6 +13,7 @@ import io
 import json
 import os
 import socket
+import urllib.request
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,8 @@ def aws():
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    # moto keeps its state per process: start from empty whatever ran in this worker before.
+    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/moto-api/reset", method="POST")).close()
     env = {
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
         "AWS_ACCESS_KEY_ID": "testing",

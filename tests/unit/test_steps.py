@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import subprocess
+import urllib.request
 import sys
 import tarfile
 from pathlib import Path
@@ -154,6 +155,8 @@ def aws():
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
+    # moto keeps its state per process: start from empty whatever ran in this worker before.
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")).close()
     env = {
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
