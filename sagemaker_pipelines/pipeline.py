@@ -1,0 +1,615 @@
+"""The training pipeline's definition: SageMaker Pipelines JSON for any use case, built offline with the SDK v3.
+
+One builder serves every use case (a new one needs only its contract): the CDK app calls :func:`build_definition` at
+synth time and deploys the JSON as ``AWS::SageMaker::Pipeline``; tests read it; the local executor runs the same JSON.
+
+Steps (decision records 0002 and 0003)::
+
+    Preprocess --> Train --> Evaluate --> QualityGate --(metric passes)--> Register (PendingManualApproval)
+        |                                   ^        \\--(otherwise)-----> QualityGateFailed
+        +--------> Baseline ----------------+ (the gate waits for it: Register names the baseline)
+
+Offline
+    Building makes no AWS call and needs no credentials: the SDK gets a pipeline session whose default bucket is the
+    artifact bucket (no S3 lookup), whose configuration is given (no config files, telemetry off) and whose boto
+    session refuses every API call (:class:`OfflineCallError`). The SDK reads a region from the environment while it
+    imports and builds, and validates roles against IAM unless told not to: both are set for the duration of a
+    build and restored afterwards (builds are serialized by a lock). Role and model package group must be literal
+    ARNs (given a bare name or a CloudFormation token, the SDK would look the role up in IAM).
+
+Code
+    Nothing local is uploaded: the step code is read from ``code_uri``, an S3 prefix holding ``steps/`` (the scripts
+    beside this module) and ``modelwerk/core/`` (see the layout in decision record 0003). Processing steps get the
+    prefix as their ``code`` input and run ``python3 /opt/ml/processing/input/code/steps/<script>.py``; training runs
+    in script mode (``sagemaker_program`` ``steps/train.py``, ``sagemaker_submit_directory`` the ``code`` channel).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import re
+import sys
+import threading
+import warnings
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from modelwerk.core.layout import snapshot_prefix
+
+__all__ = [
+    "BASELINE",
+    "EVALUATE",
+    "EVALUATION_PROPERTY_FILE",
+    "LINEAGE_PROPERTY_FILE",
+    "METRIC_DIRECTIONS",
+    "OfflineCallError",
+    "PREPROCESS",
+    "QUALITY_GATE",
+    "QUALITY_GATE_FAILED",
+    "REGISTER",
+    "TRAIN",
+    "build_definition",
+    "output_prefix",
+]
+
+# -- names in the definition (the local executor and the tests use the same constants) ------------------------------
+PREPROCESS = "Preprocess"
+TRAIN = "Train"
+EVALUATE = "Evaluate"
+BASELINE = "Baseline"
+QUALITY_GATE = "QualityGate"
+REGISTER = "Register"
+QUALITY_GATE_FAILED = "QualityGateFailed"
+
+SNAPSHOT_ID = "SnapshotId"
+PROCESSING_INSTANCE_TYPE = "ProcessingInstanceType"
+TRAINING_INSTANCE_TYPE = "TrainingInstanceType"
+QUALITY_THRESHOLD = "QualityThreshold"
+
+EVALUATION_PROPERTY_FILE = "EvaluationReport"
+LINEAGE_PROPERTY_FILE = "LineageReport"
+
+#: Metrics ``evaluation.json`` holds (decision record 0002) and the direction that passes the gate by default.
+METRIC_DIRECTIONS: dict[str, str] = {
+    "accuracy": ">=",
+    "precision": ">=",
+    "recall": ">=",
+    "f1": ">=",
+    "roc_auc": ">=",
+    "r2": ">=",
+    "rmse": "<=",
+    "mae": "<=",
+}
+
+APPROVAL_STATUS = "PendingManualApproval"
+CODE = "code"
+PROCESSING_INPUT = "/opt/ml/processing/input"
+PROCESSING_OUTPUT = "/opt/ml/processing/output"
+PROCESSING_CODE_DIR = f"{PROCESSING_INPUT}/{CODE}"
+TRAINING_CODE_DIR = f"/opt/ml/input/data/{CODE}"
+TRAINING_PROGRAM = "steps/train.py"
+TRAINING_MAX_RUNTIME_SECONDS = 3600
+#: The preprocess step's outputs, in the order the step declares them.
+SPLIT_OUTPUTS = ("train", "validation", "test")
+
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+_GROUP_ARN = re.compile(
+    r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package-group/[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$"
+)
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_USE_CASE = re.compile(r"^[a-z0-9](-?[a-z0-9])*$")
+_ARCHIVES = (".tar.gz", ".tgz", ".zip", ".tar")
+
+#: SDK configuration given to the build session, so that no config file of the machine takes part, with telemetry off.
+#: The SDK validates a non-empty configuration against its schema at every lookup (about 0.2 s each, dozens per build),
+#: so the session holds an empty one and gets this one back only around the calls that would report telemetry.
+_SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
+#: Loggers that narrate a build (fields popped from the definition, "no job is started"): quiet while building.
+_CHATTY_LOGGERS = ("sagemaker", "sagemaker.config")
+_BUILD_LOCK = threading.Lock()
+
+
+class OfflineCallError(RuntimeError):
+    """Building the definition tried to call AWS; it must not (no credentials, no network at synth)."""
+
+
+def output_prefix(artifact_bucket: str, use_case: str) -> str:
+    """Where one use case's pipeline executions write: ``<prefix>/<execution id>/<step>/<output>``."""
+    return f"s3://{artifact_bucket}/pipelines/{use_case}"
+
+
+def build_definition(
+    *,
+    use_case: str,
+    role_arn: str,
+    region: str,
+    artifact_bucket: str,
+    code_uri: str,
+    image_uri: str,
+    model_package_group_arn: str,
+    quality_metric: str,
+    quality_threshold: float,
+    git_commit: str,
+    processing_instance_type: str = "ml.m5.large",
+    training_instance_type: str = "ml.m5.large",
+    curated_bucket: str,
+    contract_uri: str | None = None,
+    quality_direction: str | None = None,
+    hyperparameters: Mapping[str, str | int | float] | None = None,
+    serving_image_uri: str | None = None,
+) -> str:
+    """The pipeline definition JSON of one use case (``Pipeline(...).definition()``); equal inputs give equal JSON.
+
+    use_case: the contract's ``use_case`` (``pump-health``).
+    role_arn: execution role of the jobs, a full IAM role ARN.
+    region: region of the pipeline (the SDK needs one; no call is made).
+    artifact_bucket: bucket the executions write to (:func:`output_prefix`).
+    code_uri: S3 prefix holding ``steps/`` and ``modelwerk/core/`` (not an archive).
+    image_uri: the step image (Python 3.11+, pandas, pyarrow, scikit-learn, joblib, boto3; for training also the
+        SageMaker training toolkit, which runs script mode).
+    model_package_group_arn: the registry's group (an ARN, so a group in another account works).
+    quality_metric: a metric of ``evaluation.json`` (:data:`METRIC_DIRECTIONS`).
+    quality_threshold: default of the ``QualityThreshold`` parameter.
+    git_commit: recorded on the model package.
+    processing_instance_type, training_instance_type: defaults of the instance type parameters.
+    curated_bucket: bucket holding the snapshot manifests (``_snapshots/<use-case>/<id>.json`` and ``latest.json``).
+    contract_uri: S3 URI of the use case's ``contract.json``; default ``<code_uri>contracts/<use_case>/contract.json``.
+    quality_direction: ``">="`` (higher is better) or ``"<="`` (lower is better, e.g. rmse); default by metric.
+    hyperparameters: training hyperparameters (names of ``step_common.HYPERPARAMETERS``); unset ones keep the
+        script's defaults.
+    serving_image_uri: image of the registered model's inference container; default ``image_uri``.
+    """
+    code_prefix = _s3_prefix("code_uri", code_uri)
+    contract = contract_uri if contract_uri is not None else f"{code_prefix}contracts/{use_case}/contract.json"
+    direction = quality_direction if quality_direction is not None else METRIC_DIRECTIONS.get(quality_metric, "")
+    problems = [
+        *_check_names(use_case, role_arn, region, model_package_group_arn, artifact_bucket, curated_bucket),
+        *_check_gate(quality_metric, direction, quality_threshold),
+        *_check_job_settings(
+            contract, image_uri, serving_image_uri, git_commit, processing_instance_type, training_instance_type,
+            hyperparameters or {},
+        ),
+    ]
+    if problems:
+        raise ValueError("cannot build the pipeline definition: " + "; ".join(problems))
+    with _BUILD_LOCK, _offline_environment(region), _quiet():
+        return _build(
+            use_case=use_case,
+            role_arn=role_arn,
+            region=region,
+            artifact_bucket=artifact_bucket,
+            code_prefix=code_prefix,
+            image_uri=image_uri,
+            model_package_group_arn=model_package_group_arn,
+            quality_metric=quality_metric,
+            quality_threshold=float(quality_threshold),
+            direction=direction,
+            git_commit=git_commit,
+            processing_instance_type=processing_instance_type,
+            training_instance_type=training_instance_type,
+            curated_bucket=curated_bucket,
+            contract_uri=contract,
+            hyperparameters={str(k): _text(v) for k, v in (hyperparameters or {}).items()},
+            serving_image_uri=serving_image_uri or image_uri,
+        )
+
+
+def _text(value: Any) -> str:
+    """A hyperparameter as SageMaker passes it (a string); booleans the way ``train.py`` reads them."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+# -- checks (before the SDK is touched, so a wrong argument fails fast and says which) -------------------------------
+
+
+def _s3_prefix(name: str, uri: str) -> str:
+    if not isinstance(uri, str) or not uri.startswith("s3://") or len(uri) <= len("s3://"):
+        raise ValueError(f"{name} must be an s3:// URI, got {uri!r}")
+    if "[" in uri or "]" in uri:
+        raise ValueError(
+            f"{name} {uri!r} holds brackets (a CDK token?), which the SDK cannot parse in a URI: pass a literal, or "
+            "an Fn::Sub placeholder like ${CodeBucket} and substitute it in the template"
+        )
+    if uri.lower().endswith(_ARCHIVES):
+        raise ValueError(
+            f"{name} must be an S3 prefix (a folder), not an archive: processing inputs cannot unpack {uri!r}"
+        )
+    return uri if uri.endswith("/") else uri + "/"
+
+
+def _matches(pattern: re.Pattern[str], value: Any) -> bool:
+    return isinstance(value, str) and pattern.match(value) is not None
+
+
+def _check_names(
+    use_case: Any, role_arn: Any, region: Any, group_arn: Any, artifact_bucket: Any, curated_bucket: Any
+) -> list[str]:
+    problems = []
+    if not _matches(_USE_CASE, use_case):
+        problems.append(f"use_case {use_case!r} must be lower-case letters, digits and single hyphens")
+    if not _matches(_ROLE_ARN, role_arn):
+        problems.append(
+            f"role_arn {role_arn!r} must be a full IAM role ARN (arn:aws:iam::<account>:role/<name>); "
+            "given a name or a token the SDK would look it up in IAM"
+        )
+    if not _matches(_REGION, region):
+        problems.append(f"region {region!r} is not a region name like eu-central-1")
+    if not _matches(_GROUP_ARN, group_arn):
+        problems.append(
+            f"model_package_group_arn {group_arn!r} must be a model package group ARN "
+            "(arn:aws:sagemaker:<region>:<account>:model-package-group/<name>)"
+        )
+    for name, bucket in (("artifact_bucket", artifact_bucket), ("curated_bucket", curated_bucket)):
+        if not _matches(_BUCKET, bucket):
+            problems.append(f"{name} {bucket!r} is not a bucket name")
+    return problems
+
+
+def _check_gate(metric: Any, direction: Any, threshold: Any) -> list[str]:
+    problems = []
+    if metric not in METRIC_DIRECTIONS:
+        problems.append(f"quality_metric {metric!r} is not one of {sorted(METRIC_DIRECTIONS)}")
+    if direction not in (">=", "<="):
+        problems.append(f"quality_direction {direction!r} must be '>=' (higher is better) or '<=' (lower is better)")
+    number = isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
+    if not number or not math.isfinite(threshold):
+        problems.append(f"quality_threshold {threshold!r} must be a finite number")
+    return problems
+
+
+def _check_job_settings(
+    contract_uri: Any,
+    image_uri: Any,
+    serving_image_uri: Any,
+    git_commit: Any,
+    processing_instance_type: Any,
+    training_instance_type: Any,
+    hyperparameters: Mapping[str, Any],
+) -> list[str]:
+    problems = []
+    if (
+        not isinstance(contract_uri, str)
+        or not contract_uri.startswith("s3://")
+        or contract_uri.endswith("/")
+        or "[" in contract_uri
+        or "]" in contract_uri
+    ):
+        problems.append(f"contract_uri {contract_uri!r} must be the s3:// URI of the contract file (no brackets)")
+    for name, image in (("image_uri", image_uri), ("serving_image_uri", serving_image_uri)):
+        if (image is not None or name == "image_uri") and (not isinstance(image, str) or not image.strip()):
+            problems.append(f"{name} {image!r} must be an image URI")
+    if not isinstance(git_commit, str) or not git_commit.strip() or len(git_commit) > 256:
+        problems.append("git_commit must be a non-empty string of at most 256 characters")
+    for name, instance_type in (
+        ("processing_instance_type", processing_instance_type),
+        ("training_instance_type", training_instance_type),
+    ):
+        if not isinstance(instance_type, str) or not instance_type.startswith("ml."):
+            problems.append(f"{name} {instance_type!r} must be a SageMaker instance type (ml.*)")
+    reserved = sorted(str(k) for k in hyperparameters if str(k).startswith("sagemaker_"))
+    if reserved:
+        problems.append(f"hyperparameters {reserved} are reserved for script mode")
+    return problems
+
+
+# -- offline SDK session ---------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _offline_environment(region: str) -> Iterator[None]:
+    """The region the SDK reads from the environment (at import and in helpers that make their own boto session)
+    and ``SAGEMAKER_VALIDATE_ROLE=false`` (no IAM lookups), for the duration of one build."""
+    wanted = {"AWS_DEFAULT_REGION": region, "SAGEMAKER_VALIDATE_ROLE": "false"}
+    saved = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Keep the SDK's narration of a build (INFO and expected WARNINGs) out of synth output; errors still show."""
+    loggers = [logging.getLogger(name) for name in _CHATTY_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*PipelineSession.*")
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"sagemaker(\.|$)")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _import_sdk() -> None:
+    """Import the SDK inside a build, not at module level: importing it needs a region (one of its modules makes a
+    boto3 client at import), which :func:`_offline_environment` provides. One of its modules also configures the
+    root logger at import (``logging.basicConfig``); the process's logging is put back as it was."""
+    if "sagemaker.mlops.workflow.pipeline" in sys.modules:
+        return
+    level, handlers = logging.root.level, list(logging.root.handlers)
+    try:
+        import sagemaker.mlops.workflow.pipeline  # noqa: F401 - the heavy import, done once
+        import sagemaker.serve.model_builder  # noqa: F401
+        import sagemaker.train  # noqa: F401
+    finally:
+        logging.root.setLevel(level)
+        logging.root.handlers[:] = handlers
+
+
+def _refuse_call(model: Any = None, **_: Any) -> None:
+    operation = f"{model.service_model.service_name}.{model.name}" if model is not None else "an AWS API"
+    raise OfflineCallError(f"building the pipeline definition tried to call {operation}; it must work offline")
+
+
+def _offline_session(region: str, bucket: str) -> Any:
+    """A ``PipelineSession`` needing no credentials and making no call (its default bucket is given, not looked up)."""
+    import boto3
+    from sagemaker.core.workflow.pipeline_context import PipelineSession
+
+    class OfflinePipelineSession(PipelineSession):
+        def default_bucket(self) -> str:  # the SDK's would check (and create) the bucket in S3
+            return bucket
+
+    boto_session = boto3.Session(region_name=region)
+    boto_session.events.register("before-call", _refuse_call)
+    session = OfflinePipelineSession(boto_session=boto_session, default_bucket=bucket, sagemaker_config=_SDK_CONFIG)
+    session.sagemaker_config = {}
+    return session
+
+
+@contextlib.contextmanager
+def _telemetry_off(session: Any) -> Iterator[None]:
+    """Around ``ModelTrainer.train`` and ``ModelBuilder.register``: their telemetry decorator reads the opt-out from
+    the session's configuration and would otherwise send a request (to S3, plus an STS call) from a thread."""
+    session.sagemaker_config = _SDK_CONFIG
+    try:
+        yield
+    finally:
+        session.sagemaker_config = {}
+
+
+# -- the pipeline ----------------------------------------------------------------------------------------------------
+
+
+def _build(
+    *,
+    use_case: str,
+    role_arn: str,
+    region: str,
+    artifact_bucket: str,
+    code_prefix: str,
+    image_uri: str,
+    model_package_group_arn: str,
+    quality_metric: str,
+    quality_threshold: float,
+    direction: str,
+    git_commit: str,
+    processing_instance_type: str,
+    training_instance_type: str,
+    curated_bucket: str,
+    contract_uri: str,
+    hyperparameters: Mapping[str, str],
+    serving_image_uri: str,
+) -> str:
+    _import_sdk()
+    from sagemaker.core.drift_check_baselines import DriftCheckBaselines
+    from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
+    from sagemaker.core.processing import Processor
+    from sagemaker.core.shapes import (
+        ProcessingInput,
+        ProcessingOutput,
+        ProcessingS3Input,
+        ProcessingS3Output,
+        S3DataSource,
+        Tag,
+    )
+    from sagemaker.core.training.configs import Compute, InputData, OutputDataConfig, StoppingCondition
+    from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo, ConditionLessThanOrEqualTo
+    from sagemaker.core.workflow.execution_variables import ExecutionVariables
+    from sagemaker.core.workflow.functions import Join, JsonGet
+    from sagemaker.core.workflow.parameters import ParameterFloat, ParameterString
+    from sagemaker.core.workflow.properties import PropertyFile
+    from sagemaker.mlops.workflow.condition_step import ConditionStep
+    from sagemaker.mlops.workflow.fail_step import FailStep
+    from sagemaker.mlops.workflow.model_step import ModelStep
+    from sagemaker.mlops.workflow.pipeline import Pipeline
+    from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep
+    from sagemaker.serve.model_builder import ModelBuilder
+    from sagemaker.train import ModelTrainer
+
+    session = _offline_session(region, artifact_bucket)
+    tags = [{"Key": "modelwerk:use-case", "Value": use_case}]
+
+    snapshot_id = ParameterString(name=SNAPSHOT_ID, default_value="latest")
+    processing_type = ParameterString(name=PROCESSING_INSTANCE_TYPE, default_value=processing_instance_type)
+    training_type = ParameterString(name=TRAINING_INSTANCE_TYPE, default_value=training_instance_type)
+    threshold = ParameterFloat(name=QUALITY_THRESHOLD, default_value=quality_threshold)
+
+    def output_uri(step: str, output: str | None = None) -> Any:
+        parts = [output_prefix(artifact_bucket, use_case), ExecutionVariables.PIPELINE_EXECUTION_ID, step]
+        return Join(on="/", values=parts + ([output] if output else []))
+
+    def processing_input(name: str, uri: Any) -> Any:
+        return ProcessingInput(
+            input_name=name,
+            s3_input=ProcessingS3Input(
+                s3_uri=uri,
+                local_path=f"{PROCESSING_INPUT}/{name}",
+                s3_data_type="S3Prefix",
+                s3_input_mode="File",
+                s3_data_distribution_type="FullyReplicated",
+            ),
+        )
+
+    def processing_output(step: str, name: str) -> Any:
+        return ProcessingOutput(
+            output_name=name,
+            s3_output=ProcessingS3Output(
+                s3_uri=output_uri(step.lower(), name),
+                local_path=f"{PROCESSING_OUTPUT}/{name}",
+                s3_upload_mode="EndOfJob",
+            ),
+        )
+
+    def processor(script: str) -> Any:
+        return Processor(
+            role=role_arn,
+            image_uri=image_uri,
+            instance_count=1,
+            instance_type=processing_type,
+            entrypoint=["python3", f"{PROCESSING_CODE_DIR}/steps/{script}"],
+            env={"PYTHONPATH": PROCESSING_CODE_DIR},
+            base_job_name=f"{use_case}-{script.removesuffix('.py')}",
+            sagemaker_session=session,
+            tags=tags,
+        )
+
+    def output_of(step: Any, name: str) -> Any:
+        return step.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
+
+    code = processing_input(CODE, code_prefix)
+
+    # Preprocess: contract + the snapshot manifest (SnapshotId "latest" names the latest.json pointer) -> splits.
+    manifest_uri = Join(on="", values=[f"s3://{curated_bucket}/{snapshot_prefix(use_case)}", snapshot_id, ".json"])
+    lineage_file = PropertyFile(name=LINEAGE_PROPERTY_FILE, output_name="lineage", path="lineage.json")
+    preprocess = ProcessingStep(
+        name=PREPROCESS,
+        step_args=processor("preprocess.py").run(
+            inputs=[code, processing_input("contract", contract_uri), processing_input("manifest", manifest_uri)],
+            outputs=[processing_output(PREPROCESS, name) for name in (*SPLIT_OUTPUTS, "lineage")],
+            arguments=["--snapshot-id", snapshot_id, "--snapshot-bucket", curated_bucket],
+        ),
+        property_files=[lineage_file],
+    )
+
+    # Train: script mode; channels from Preprocess's outputs.
+    def channel(name: str, uri: Any) -> Any:
+        source = S3DataSource(s3_data_type="S3Prefix", s3_uri=uri, s3_data_distribution_type="FullyReplicated")
+        return InputData(channel_name=name, data_source=source)
+
+    trainer = ModelTrainer(
+        training_image=image_uri,
+        role=role_arn,
+        sagemaker_session=session,
+        base_job_name=f"{use_case}-train",
+        compute=Compute(instance_type=training_type, instance_count=1),
+        stopping_condition=StoppingCondition(max_runtime_in_seconds=TRAINING_MAX_RUNTIME_SECONDS),
+        hyperparameters={
+            **hyperparameters,
+            "sagemaker_program": TRAINING_PROGRAM,
+            "sagemaker_submit_directory": TRAINING_CODE_DIR,
+        },
+        environment={"PYTHONPATH": TRAINING_CODE_DIR},
+        output_data_config=OutputDataConfig(s3_output_path=output_uri(TRAIN.lower())),
+        input_data_config=[
+            channel(CODE, code_prefix),
+            channel("train", output_of(preprocess, "train")),
+            channel("validation", output_of(preprocess, "validation")),
+        ],
+        tags=[Tag(key=t["Key"], value=t["Value"]) for t in tags],
+    )
+    with _telemetry_off(session):
+        train_args = trainer.train()
+    train = TrainingStep(name=TRAIN, step_args=train_args)
+    model_data = train.properties.ModelArtifacts.S3ModelArtifacts
+
+    # Evaluate (the gate's property file) and Baseline (drift statistics of the train split).
+    evaluation_file = PropertyFile(name=EVALUATION_PROPERTY_FILE, output_name="evaluation", path="evaluation.json")
+    evaluate = ProcessingStep(
+        name=EVALUATE,
+        step_args=processor("evaluate.py").run(
+            inputs=[
+                code,
+                processing_input("model", model_data),
+                processing_input("test", output_of(preprocess, "test")),
+            ],
+            outputs=[processing_output(EVALUATE, "evaluation")],
+        ),
+        property_files=[evaluation_file],
+    )
+    baseline = ProcessingStep(
+        name=BASELINE,
+        step_args=processor("baseline.py").run(
+            inputs=[code, processing_input("train", output_of(preprocess, "train"))],
+            outputs=[processing_output(BASELINE, "baseline")],
+        ),
+    )
+
+    # Register: a model package version in the registry's group, waiting for a person's approval.
+    evaluation_json = Join(on="/", values=[output_of(evaluate, "evaluation"), "evaluation.json"])
+    baseline_json = Join(on="/", values=[output_of(baseline, "baseline"), "baseline.json"])
+    lineage_json = Join(on="/", values=[output_of(preprocess, "lineage"), "lineage.json"])
+    builder = ModelBuilder(
+        image_uri=serving_image_uri,
+        s3_model_data_url=model_data,
+        role_arn=role_arn,
+        sagemaker_session=session,
+        dependencies=None,  # no script-mode inference code: the serving image carries its server
+        log_level=None,  # its default sets the SDK's shared logger to DEBUG for the rest of the process
+    )
+    with _telemetry_off(session):
+        register_args = builder.register(
+            model_package_group_name=model_package_group_arn,
+            approval_status=APPROVAL_STATUS,
+            description=f"{use_case}: trained by its training pipeline, gated on {quality_metric} {direction} "
+            "QualityThreshold",
+            content_types=["application/json"],
+            response_types=["application/json"],
+            model_metrics=ModelMetrics(
+                model_statistics=MetricsSource(content_type="application/json", s3_uri=evaluation_json)
+            ),
+            drift_check_baselines=DriftCheckBaselines(
+                model_data_statistics=MetricsSource(content_type="application/json", s3_uri=baseline_json)
+            ),
+            customer_metadata_properties={
+                "use_case": use_case,
+                "git_commit": git_commit,
+                "snapshot_id": JsonGet(step_name=PREPROCESS, property_file=lineage_file, json_path="snapshot_id"),
+                "pipeline_execution_arn": ExecutionVariables.PIPELINE_EXECUTION_ARN,
+                "quality_metric": quality_metric,
+                "evaluation_uri": evaluation_json,
+                "baseline_uri": baseline_json,
+                "lineage_uri": lineage_json,
+            },
+        )
+    register = ModelStep(name=REGISTER, step_args=register_args)
+
+    # The gate: metrics.<metric>.value against QualityThreshold, in the metric's direction.
+    metric = JsonGet(step_name=EVALUATE, property_file=evaluation_file, json_path=f"metrics.{quality_metric}.value")
+    comparison = ConditionGreaterThanOrEqualTo if direction == ">=" else ConditionLessThanOrEqualTo
+    failed = FailStep(
+        name=QUALITY_GATE_FAILED,
+        error_message=Join(
+            on="",
+            values=[f"{use_case}: {quality_metric} ", metric, f" fails the quality gate ({direction} ", threshold, ")"],
+        ),
+    )
+    gate = ConditionStep(
+        name=QUALITY_GATE,
+        conditions=[comparison(left=metric, right=threshold)],
+        if_steps=[register],
+        else_steps=[failed],
+        depends_on=[baseline],
+    )
+
+    pipeline = Pipeline(
+        name=f"{use_case}-training",
+        parameters=[snapshot_id, processing_type, training_type, threshold],
+        steps=[preprocess, train, evaluate, baseline, gate],
+        sagemaker_session=session,
+        pipeline_experiment_config=None,
+    )
+    return pipeline.definition()
