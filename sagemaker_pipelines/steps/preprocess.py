@@ -2,12 +2,14 @@
 
 Inputs (``/opt/ml/processing/input/<name>``, or ``--<name> PATH``):
     contract   ``contract.json`` of the use case (the file or its folder)
-    manifest   the snapshot manifest JSON the preparation job wrote (the file or its folder)
+    manifest   the snapshot manifest JSON the preparation job wrote (the file or its folder), or the ``latest.json``
+               pointer it moves, followed to its manifest in ``--snapshot-bucket``
 Outputs (``/opt/ml/processing/output/<name>``, or ``--<name> PATH``):
     train, validation, test   ``<name>.csv`` (header; the contract's input_schema columns, then the label) and
                               ``schema.json``
     lineage                   ``lineage.json``: snapshot id, the objects read (key, version, sha256), the split
-Other arguments: ``--snapshot-id`` (checked against the manifest and recorded), ``--train-fraction`` (0.70),
+Other arguments: ``--snapshot-id`` (checked against the manifest unless ``latest``; the resolved id is recorded),
+``--snapshot-bucket`` (the curated bucket, to follow a pointer), ``--train-fraction`` (0.70),
 ``--validation-fraction`` (0.15; test gets the rest).
 
 Every object is read at the version the manifest pins, from the manifest's bucket, with boto3 (``AWS_ENDPOINT_URL``
@@ -30,13 +32,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     for name in (*sc.SPLITS, "lineage"):
         parser.add_argument(f"--{name}", default=sc.processing_output(name))
     parser.add_argument("--snapshot-id", default="", help="the snapshot the pipeline was started for (checked)")
+    parser.add_argument("--snapshot-bucket", default="", help="the curated bucket, where a pointer's manifest lives")
     parser.add_argument("--train-fraction", type=float, default=sc.TRAIN_FRACTION)
     parser.add_argument("--validation-fraction", type=float, default=sc.VALIDATION_FRACTION)
     args = parser.parse_args(argv)
 
     contract = sc.load_contract(args.contract)
-    manifest = sc.load_manifest(args.manifest)
-    if args.snapshot_id and args.snapshot_id != manifest["snapshot_id"]:
+    manifest = sc.resolve_manifest(args.manifest, args.snapshot_bucket or None)
+    if args.snapshot_id not in ("", "latest") and args.snapshot_id != manifest["snapshot_id"]:
         raise sc.StepError(f"--snapshot-id {args.snapshot_id} but the manifest is snapshot {manifest['snapshot_id']}")
     sc.logger.info(
         "snapshot %s of %s: %d objects, %d rows", manifest["snapshot_id"], manifest["use_case"],

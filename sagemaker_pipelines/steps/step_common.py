@@ -183,6 +183,25 @@ def load_manifest(path: str | Path) -> dict[str, Any]:
         raise StepError(f"manifest: {file} is not JSON ({exc})") from exc
 
 
+def resolve_manifest(path: str | Path, snapshot_bucket: str | None, client: Any = None) -> dict[str, Any]:
+    """The manifest the ``manifest`` input names: the manifest itself, or the ``latest.json`` pointer preparation
+    moves (``{"snapshot_id", "manifest_key"}``), followed to its manifest in ``snapshot_bucket``."""
+    file = input_file(path, name="manifest.json", what="manifest")
+    try:
+        document = json.loads(file.read_bytes())
+    except json.JSONDecodeError as exc:
+        raise StepError(f"manifest: {file} is not JSON ({exc})") from exc
+    if "objects" in document or "manifest_key" not in document:
+        return load_manifest(path)
+    if not snapshot_bucket:
+        raise StepError("manifest: the input is a snapshot pointer; pass --snapshot-bucket to follow it")
+    data = s3_fetcher(snapshot_bucket, client)(document["manifest_key"], None)
+    try:
+        return snapshot.load_manifest(data)
+    except json.JSONDecodeError as exc:
+        raise StepError(f"manifest: s3://{snapshot_bucket}/{document['manifest_key']} is not JSON ({exc})") from exc
+
+
 def s3_fetcher(bucket: str, client: Any = None) -> snapshot.Fetch:
     """``fetch(key, version_id)`` over boto3 (which honours ``AWS_ENDPOINT_URL``) for one bucket."""
     if client is None:

@@ -528,3 +528,18 @@ def test_evaluation_document_has_the_property_file_shape() -> None:
     document = sc.evaluation_document({"rmse": 1.0, "mae": 0.5, "r2": 0.9}, {"task": "regression", "label": "y"}, 10)
     assert document["metrics"] == {"rmse": {"value": 1.0}, "mae": {"value": 0.5}, "r2": {"value": 0.9}}
     assert document["task"] == "regression"
+
+
+def test_a_latest_pointer_is_followed_to_its_manifest(tmp_path) -> None:
+    contract = use_case("energy-forecast").contract
+    frame = curated_frame(contract, synthetic.generate(use_case("energy-forecast"), rows=50, seed=2))
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        manifest = publish(s3, contract.use_case, parquet_objects(contract, frame))
+        pointer = s3.get_object(Bucket=BUCKET, Key=f"_snapshots/{contract.use_case}/{snapshot.LATEST}")["Body"].read()
+        (tmp_path / "latest.json").write_bytes(pointer)
+        assert sc.resolve_manifest(tmp_path / "latest.json", BUCKET, s3) == manifest
+        with pytest.raises(sc.StepError, match="--snapshot-bucket"):
+            sc.resolve_manifest(tmp_path / "latest.json", None, s3)
