@@ -12,8 +12,6 @@ import hashlib
 import io
 import json
 import os
-import socket
-import urllib.request
 import subprocess
 import sys
 from pathlib import Path
@@ -49,23 +47,14 @@ ARROW_TYPES = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def aws():
-    from moto.server import ThreadedMotoServer
+    from modelwerk.local.server import EmbeddedAWS, free_port
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    # moto keeps its state per process: start from empty whatever ran in this worker before.
-    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/moto-api/reset", method="POST")).close()
+    server = EmbeddedAWS(port=free_port()).start()  # starts empty, whatever moto held in this process
+    endpoint = server.endpoint_url
     env = {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_SESSION_TOKEN": "testing",

@@ -14,9 +14,7 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
-import urllib.request
 import sys
 import tarfile
 from pathlib import Path
@@ -141,22 +139,12 @@ def stage_inputs(folder: Path, contract_folder: Path, manifest: dict) -> dict[st
 # Fixtures: the embedded S3, the container's code folder, running a script
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def aws():
-    from moto.server import ThreadedMotoServer
+    from modelwerk.local.server import EmbeddedAWS, free_port
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    # moto keeps its state per process: start from empty whatever ran in this worker before.
-    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")).close()
+    server = EmbeddedAWS(port=free_port()).start()  # starts empty, whatever moto held in this process
+    endpoint = server.endpoint_url
     env = {
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
