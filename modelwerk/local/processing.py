@@ -1,0 +1,133 @@
+"""A SageMaker processing job as a local process, under the container contract the step scripts are written for.
+
+The job's ``/opt/ml`` is a work folder; each S3 input is staged into its local path from S3 (the embedded S3 in local
+mode), the container's entry point runs with this machine's Python, and each output folder is uploaded to its S3
+URI when the process succeeds. The arguments are a ``CreateProcessingJob`` request with every pipeline expression
+already resolved, exactly as a pipeline's processing step holds it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelwerk.errors import ExecutionFailedError
+
+CONTAINER_ROOT = "/opt/ml/"
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What the executor records of a finished job: its describe-like properties, log and duration."""
+
+    properties: dict[str, Any]
+    log: str
+    seconds: float
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise ExecutionFailedError(f"{uri!r} is not an s3:// URI")
+    bucket, _, key = uri[5:].partition("/")
+    return bucket, key
+
+
+def stage_in(s3: Any, uri: str, target: Path) -> int:
+    """Copy an S3 prefix (or one object) into ``target``, keeping the key layout below the prefix."""
+    bucket, prefix = _split_s3(uri)
+    target.mkdir(parents=True, exist_ok=True)
+    copied = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            key = item["Key"]
+            relative = Path(key).name if key == prefix else key[len(prefix):].lstrip("/")
+            if not relative or key.endswith("/"):
+                continue
+            destination = target / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, key, str(destination))
+            copied += 1
+    if copied == 0:
+        raise ExecutionFailedError(f"the input {uri} holds no objects")
+    return copied
+
+
+def stage_out(s3: Any, source: Path, uri: str) -> int:
+    """Upload every file below ``source`` under the S3 prefix ``uri``."""
+    bucket, prefix = _split_s3(uri)
+    prefix = prefix.rstrip("/")
+    uploaded = 0
+    for file in sorted(p for p in source.rglob("*") if p.is_file()):
+        s3.upload_file(str(file), bucket, f"{prefix}/{file.relative_to(source).as_posix()}")
+        uploaded += 1
+    return uploaded
+
+
+def _local(value: str, root: Path) -> str:
+    """A container path below /opt/ml, mapped into the work folder; anything else unchanged."""
+    if value.startswith(CONTAINER_ROOT):
+        return str(root / value[len(CONTAINER_ROOT):])
+    return value
+
+
+def run_processing_job(name: str, arguments: dict[str, Any], *, work_dir: Path, s3: Any,
+                       environment: dict[str, str] | None = None) -> JobResult:
+    """Run one processing job locally; raise :class:`ExecutionFailedError` with the script's last lines on failure."""
+    started = time.monotonic()
+    root = work_dir / "opt" / "ml"
+    inputs = arguments.get("ProcessingInputs", [])
+    outputs = arguments.get("ProcessingOutputConfig", {}).get("Outputs", [])
+    for item in inputs:
+        stage_in(s3, item["S3Input"]["S3Uri"], Path(_local(item["S3Input"]["LocalPath"], root)))
+    for item in outputs:
+        Path(_local(item["S3Output"]["LocalPath"], root)).mkdir(parents=True, exist_ok=True)
+    (root / "output").mkdir(parents=True, exist_ok=True)
+
+    app = arguments["AppSpecification"]
+    entrypoint = [sys.executable if part in ("python", "python3") else _local(part, root)
+                  for part in app.get("ContainerEntrypoint", [])]
+    command = entrypoint + [_local(str(a), root) for a in app.get("ContainerArguments", [])]
+    # The scripts take every channel's path as --<name>, so the mapped folders reach them without /opt/ml.
+    for item in inputs:
+        if item["InputName"] != "code":
+            command += [f"--{item['InputName']}", _local(item["S3Input"]["LocalPath"], root)]
+    for item in outputs:
+        command += [f"--{item['OutputName']}", _local(item["S3Output"]["LocalPath"], root)]
+    env = {**os.environ, **(environment or {}),
+           **{k: _local(str(v), root) for k, v in arguments.get("Environment", {}).items()}}
+    result = subprocess.run(command, env=env, cwd=work_dir, capture_output=True, text=True)
+    log = result.stdout + result.stderr
+    if result.returncode != 0:
+        # The scripts end a failure with one line on stderr, as SageMaker shows a job's FailureReason.
+        lines = result.stderr.strip().splitlines() or log.strip().splitlines() or ["(no output)"]
+        raise ExecutionFailedError(f"step {name} failed (exit {result.returncode}): {lines[-1]}")
+    for item in outputs:
+        stage_out(s3, Path(_local(item["S3Output"]["LocalPath"], root)), item["S3Output"]["S3Uri"])
+    properties = {
+        "ProcessingJobName": name,
+        "ProcessingJobStatus": "Completed",
+        "AppSpecification": app,
+        # Property references address outputs by name: Outputs['train'].
+        "ProcessingOutputConfig": {"Outputs": {item["OutputName"]: item for item in outputs}},
+        "ProcessingInputs": {item["InputName"]: item for item in inputs},
+    }
+    return JobResult(properties=properties, log=log, seconds=time.monotonic() - started)
+
+
+def read_property_file(arguments: dict[str, Any], property_file: dict[str, Any], s3: Any) -> Any:
+    """A step's property file (``{"PropertyFileName", "OutputName", "FilePath"}``) read back from its output."""
+    import json
+
+    outputs = {o["OutputName"]: o for o in arguments.get("ProcessingOutputConfig", {}).get("Outputs", [])}
+    output = outputs.get(property_file["OutputName"])
+    if output is None:
+        raise ExecutionFailedError(f"property file {property_file['PropertyFileName']} names no output "
+                                   f"{property_file['OutputName']!r}")
+    bucket, prefix = _split_s3(output["S3Output"]["S3Uri"])
+    key = f"{prefix.rstrip('/')}/{property_file['FilePath']}"
+    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
