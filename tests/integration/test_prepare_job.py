@@ -16,7 +16,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import boto3
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -48,27 +47,14 @@ ARROW_TYPES = {
 
 
 @pytest.fixture(scope="module")
-def aws():
-    from modelwerk.local.server import EmbeddedAWS, free_port
-
-    server = EmbeddedAWS(port=free_port()).start()  # starts empty, whatever moto held in this process
-    endpoint = server.endpoint_url
-    env = {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "eu-central-1",
-    }
-    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="eu-central-1")
-    s3 = session.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
-    ssm = session.client("ssm", endpoint_url=env["AWS_ENDPOINT_URL"])
+def aws(embedded_aws):
+    s3 = embedded_aws.client("s3")
+    ssm = embedded_aws.client("ssm")
     for bucket in (RAW, CURATED):
         s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     ssm.put_parameter(Name=PARAMETER, Value=CONTRACT.to_json(), Type="String")
-    yield {"env": env, "s3": s3}
-    server.stop()
+    return {"env": embedded_aws.env, "s3": s3}
 
 
 def readings(day: dt.date, *, hours: int = 24, ingested: dt.datetime, source: str, seed: int) -> pd.DataFrame:

@@ -6,14 +6,12 @@ import importlib.util
 import json
 from pathlib import Path
 
-import boto3
 import pytest
 
 from modelwerk import synthetic
 from modelwerk.errors import ExecutionFailedError
 from modelwerk.local.pipeline_expressions import ExecutionContext
 from modelwerk.local.processing import run_processing_job
-from modelwerk.local.server import EmbeddedAWS, free_port
 from test_steps import BUCKET, REGION, curated_frame, parquet_objects, publish, use_case
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,10 +31,8 @@ def definition(use_case_name: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def s3():
-    server = EmbeddedAWS(port=free_port()).start()
-    client = boto3.client("s3", endpoint_url=server.endpoint_url, region_name=REGION,
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+def s3(embedded_aws):
+    client = embedded_aws.client("s3")
     for bucket in (BUCKET, CODE_BUCKET, "modelwerk-artifacts"):
         client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
     client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
@@ -48,10 +44,7 @@ def s3():
     client.put_object(Bucket=CODE_BUCKET, Key="code/modelwerk/__init__.py", Body=b"")
     contract_file = ROOT / "sagemaker_pipelines" / "energy_forecast" / "contract.json"
     client.upload_file(str(contract_file), CODE_BUCKET, "code/contracts/energy-forecast/contract.json")
-    env = {"AWS_ENDPOINT_URL": server.endpoint_url, "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
-    yield client, env
-    server.stop()
+    return client, embedded_aws.env
 
 
 def test_preprocess_step_runs_from_the_definition_and_stages_its_outputs(s3, tmp_path):

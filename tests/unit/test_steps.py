@@ -140,24 +140,11 @@ def stage_inputs(folder: Path, contract_folder: Path, manifest: dict) -> dict[st
 
 
 @pytest.fixture(scope="module")
-def aws():
-    from modelwerk.local.server import EmbeddedAWS, free_port
-
-    server = EmbeddedAWS(port=free_port()).start()  # starts empty, whatever moto held in this process
-    endpoint = server.endpoint_url
-    env = {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }
-    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
-    s3 = session.client("s3", endpoint_url=endpoint)
+def aws(embedded_aws):
+    s3 = embedded_aws.client("s3")
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-    yield {"env": env, "s3": s3}
-    server.stop()
+    return {"env": embedded_aws.env, "s3": s3}
 
 
 @pytest.fixture(scope="module")
