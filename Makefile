@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 .PHONY: install demo test test-fast synth lint benchmarks clean
 
 # Installed in steps, each pinned: one unconstrained resolve of the whole set can backtrack into source builds.
-$(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml package.json package-lock.json
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt frameworks.txt pyproject.toml package.json package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade "pip>=24"
 	$(PIP) install -c constraints.txt numpy pandas pyarrow
@@ -42,6 +42,8 @@ synth: install
 benchmarks: install
 	$(PY) benchmarks/ingest.py
 	$(PY) benchmarks/prepare.py
+	$(PY) benchmarks/pipeline.py
+	$(PY) benchmarks/serving.py
 
 clean:
 	-$(VENV)/bin/modelwerk local down

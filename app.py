@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""CDK entry point: one Stage per environment declared in cdk.json, with tags and cdk-nag over the whole app.
+"""CDK entry point: one Stage per environment declared in cdk.json, and one more per workload environment with
+endpoints (``<env>-endpoints``, deployed apart), with tags and cdk-nag over the whole app.
 
 The configuration is read once here and passed down; constructs never read context. Synthesis needs no
 credentials, network or Docker: accounts, regions and availability zones all come from cdk.json.
@@ -16,7 +17,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from cdk_constructs.ids import pascal
 from modelwerk import settings
-from stacks.stages import RegistryStage, WorkloadStage
+from stacks.stages import EndpointsStage, RegistryStage, WorkloadStage, endpoints_stage_id
 
 ROOT = Path(__file__).resolve().parent
 
@@ -35,10 +36,14 @@ def build_app(root: Path | str = ROOT, *, outdir: str | None = None) -> App:
     app = App(context=context, outdir=outdir) if outdir else App(context=context)
     for environment in config.environments.values():
         stage_type = RegistryStage if environment.kind == "registry" else WorkloadStage
-        stage = stage_type(app, pascal(environment.name), config=config, environment=environment)
+        stages = [stage_type(app, pascal(environment.name), config=config, environment=environment)]
+        if environment.endpoints:
+            stages.append(EndpointsStage(app, endpoints_stage_id(environment.name), config=config,
+                                         environment=environment))
         # Tags are aspects, and aspects do not cross Stage boundaries: tag each stage, not the app.
-        for key, value in {**config.tags, "environment": environment.name}.items():
-            Tags.of(stage).add(key, value)
+        for stage in stages:
+            for key, value in {**config.tags, "environment": environment.name}.items():
+                Tags.of(stage).add(key, value)
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app
 

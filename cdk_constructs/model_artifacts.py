@@ -1,7 +1,8 @@
 """The registry account's model artifact store: a bucket and KMS key that only the workload accounts may read.
 
 Models are trained in dev, registered once, and deployed unchanged to staging and prod. Each workload account can
-read (never write or delete) the artifacts and decrypt them; nobody else, and never over plain HTTP.
+read the artifacts and decrypt them; the training accounts' pipelines may also write their executions' outputs under
+``pipelines/`` (never delete); nobody else, and never over plain HTTP.
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ from modelwerk import naming
 
 ARTIFACT_READ = ("s3:GetObject", "s3:GetObjectVersion")
 BUCKET_READ = ("s3:ListBucket", "s3:GetBucketLocation")
+#: Where training pipelines write (``naming.pipeline_output_prefix``, one folder per use case).
+PIPELINE_OUTPUTS = "pipelines/"
 
 
 @dataclass(frozen=True)
 class ModelArtifactStoreProps:
     """project, env_name, account, region: name the buckets (``naming.bucket_name``).
     reader_accounts: workload account ids allowed to read and decrypt (dev, staging, prod).
+    writer_accounts: accounts whose training pipelines write under ``pipelines/`` (must also be readers).
     noncurrent_expiry_days: overwritten artifact versions are kept this long (default 90).
     destroy_on_removal: delete bucket, objects and key with the stack (default False).
     """
@@ -35,6 +39,7 @@ class ModelArtifactStoreProps:
     account: str
     region: str
     reader_accounts: Sequence[str]
+    writer_accounts: Sequence[str] = ()
     noncurrent_expiry_days: int = 90
     destroy_on_removal: bool = False
 
@@ -46,8 +51,12 @@ class ModelArtifactStore(Construct):
         super().__init__(scope, construct_id)
         if not props.reader_accounts:
             raise ValueError("ModelArtifactStore needs at least one reader account (the workload environments)")
+        unknown = set(props.writer_accounts) - set(props.reader_accounts)
+        if unknown:
+            raise ValueError(f"writer accounts {sorted(unknown)} must also be reader accounts")
         destroy = props.destroy_on_removal
         readers = [iam.AccountPrincipal(a) for a in dict.fromkeys(props.reader_accounts)]
+        writers = [iam.AccountPrincipal(a) for a in dict.fromkeys(props.writer_accounts)]
 
         self.key = kms.Key(
             self,
@@ -66,6 +75,15 @@ class ModelArtifactStore(Construct):
                 resources=["*"],
             )
         )
+        if writers:
+            self.key.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid="TrainingAccountsEncrypt",
+                    actions=["kms:Encrypt", "kms:GenerateDataKey"],
+                    principals=writers,
+                    resources=["*"],
+                )
+            )
 
         def name(zone: str) -> str:
             return naming.bucket_name(props.project, props.env_name, zone, props.account, props.region)
@@ -106,3 +124,13 @@ class ModelArtifactStore(Construct):
                 conditions=tls_only,
             )
         )
+        if writers:
+            self.bucket.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid="TrainingAccountsWritePipelineOutputs",
+                    actions=["s3:PutObject", "s3:AbortMultipartUpload"],
+                    principals=writers,
+                    resources=[self.bucket.arn_for_objects(f"{PIPELINE_OUTPUTS}*")],
+                    conditions=tls_only,
+                )
+            )

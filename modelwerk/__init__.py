@@ -15,6 +15,28 @@ from modelwerk.errors import (
 
 __version__ = "0.1.0"
 
+#: Loaded on first use (``modelwerk.models``, ``modelwerk.approve``), so ``import modelwerk`` stays light.
+_LAZY = {
+    "models": ("modelwerk.models", None),
+    "approve": ("modelwerk.models", "approve"),
+    "reject": ("modelwerk.models", "reject"),
+    "runs": ("modelwerk.tracking", "runs"),
+    "pipelines": ("modelwerk.pipelines", None),
+    "endpoints": ("modelwerk.endpoints", None),
+    "deploy": ("modelwerk.endpoints", "deploy"),
+    "predict": ("modelwerk.endpoints", "predict"),
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'modelwerk' has no attribute {name!r}")
+    import importlib
+
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    return module if attribute is None else getattr(module, attribute)
+
 __all__ = [
     "ConfigurationError",
     "ExecutionFailedError",
@@ -24,4 +46,12 @@ __all__ = [
     "TimeoutError",
     "ValidationError",
     "__version__",
+    "approve",
+    "deploy",
+    "endpoints",
+    "models",
+    "pipelines",
+    "predict",
+    "reject",
+    "runs",
 ]

@@ -1,7 +1,8 @@
 """``modelwerk``: the library's verbs on the command line.
 
-Every command takes ``--json`` and then prints exactly one JSON object on stdout; progress goes to stderr. An error
-is one sentence on stderr and a non-zero exit, never a traceback (``MODELWERK_DEBUG=1`` shows it).
+Every command takes ``--json`` and then prints exactly one JSON document on stdout (an object; an array where a
+command lists things, ``models list``); progress goes to stderr. An error is one sentence on stderr and a non-zero
+exit, never a traceback (``MODELWERK_DEBUG=1`` shows it).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class _Output:
         with self.console.status(title) as status:
             yield lambda message: status.update(message)
 
-    def result(self, payload: dict[str, Any], human: Callable[[dict[str, Any]], str]) -> None:
+    def result(self, payload: Any, human: Callable[[Any], str]) -> None:
+        """``payload`` is one JSON document: an object, or a list where the command lists things."""
         if self.as_json:
             sys.stdout.write(json.dumps(payload, default=str) + "\n")
         else:
@@ -120,6 +122,194 @@ def _data_query(args: argparse.Namespace, out: _Output) -> None:
     out.result(payload, lambda p: frame.to_string(index=False, max_rows=args.max_rows))
 
 
+# -- models -----------------------------------------------------------------------------------------------------------
+def _metrics_text(metrics: dict[str, Any]) -> str:
+    return ", ".join(f"{name} {'-' if value is None else f'{value:.4g}'}" for name, value in metrics.items()) or "-"
+
+
+def _models_list(args: argparse.Namespace, out: _Output) -> None:
+    from modelwerk import models
+
+    listed = models.versions(args.use_case, env=args.env)
+
+    def human(payload: list[dict[str, Any]]) -> str:
+        if not payload:
+            return f"{args.use_case} has no registered versions yet"
+        return _table([(f"version {v['version']}", f"{v['approval_status']:<22} {_metrics_text(v['metrics'])}")
+                       for v in payload])
+
+    out.result([v.to_dict() for v in listed], human)
+
+
+def _models_show(args: argparse.Namespace, out: _Output) -> None:
+    from modelwerk import models
+
+    shown = models.version(args.use_case, args.version, env=args.env)
+
+    def human(p: dict[str, Any]) -> str:
+        rows = [("version", p["version"]), ("arn", p["arn"]), ("approval_status", p["approval_status"]),
+                ("approval_description", shown.approval_description or "-"), ("created_at", shown.created_at),
+                ("metrics", _metrics_text(p["metrics"]))]
+        rows += [(k, v or "-") for k, v in p["lineage"].items()]
+        rows += [("model_data_url", shown.model_data_url), ("image", shown.image),
+                 ("input_schema", ", ".join(f"{c['name']} ({c['type']})" for c in p["input_schema"]) or "-")]
+        return _table(rows)
+
+    out.result(shown.to_dict(detail=True), human)
+
+
+def _models_decide(args: argparse.Namespace, out: _Output) -> None:
+    from modelwerk import models
+
+    decided = (models.approve if args.action == "approve" else models.reject)(
+        args.use_case, args.version, reason=args.reason, env=args.env)
+    note = f" ({decided.approval_description})" if decided.approval_description else ""
+    out.result(decided.to_dict(), lambda p: f"{args.use_case} version {p['version']}: {p['approval_status']}{note}")
+
+
+# -- pipeline ---------------------------------------------------------------------------------------------------------
+def _steps_text(steps: list[dict[str, Any]]) -> str:
+    return "\n".join(f"  {s['name']:<20} {s['status']:<10} {s['seconds']:8.1f} s" for s in steps)
+
+
+def _pipeline_run(args: argparse.Namespace, out: _Output) -> int:
+    from modelwerk import pipelines
+
+    overrides = dict(pipelines.parse_parameter(p) for p in args.param)
+    with out.progress(f"running the {args.use_case} pipeline") as progress:
+        execution = pipelines.run(args.use_case, overrides, wait=args.wait, env=args.env, progress=progress)
+
+    def human(p: dict[str, Any]) -> str:
+        registered = p["model_package_arn"] or "nothing registered"
+        return f"{p['execution_arn']}\n{p['status']}: {registered}\n{_steps_text(p['steps'])}"
+
+    out.result(execution.to_dict(), human)
+    if execution.status == "Failed":
+        print(f"modelwerk: the execution failed: {execution.failure_reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _pipeline_list(args: argparse.Namespace, out: _Output) -> None:
+    from modelwerk import pipelines
+
+    listed = [e.to_dict(detail=True) for e in pipelines.executions(args.use_case, env=args.env)]
+    payload = {"use_case": args.use_case, "executions": [
+        {k: e[k] for k in ("execution_arn", "status", "started_at", "ended_at", "model_package_arn")} for e in listed]}
+
+    def human(p: dict[str, Any]) -> str:
+        if not p["executions"]:
+            return f"{args.use_case} has no executions yet: 'modelwerk pipeline run --use-case {args.use_case}'"
+        return "\n".join(f"{e['execution_arn'].rsplit('/', 1)[-1]}  {e['status']:<10} {(e['started_at'] or '')[:19]}  "
+                         f"{(e['model_package_arn'] or '-').rsplit('/', 1)[-1]}" for e in p["executions"])
+
+    out.result(payload, human)
+
+
+def _pipeline_describe(args: argparse.Namespace, out: _Output) -> None:
+    from modelwerk import pipelines
+
+    execution = pipelines.describe(args.use_case, args.execution, env=args.env)
+
+    def human(p: dict[str, Any]) -> str:
+        lines = [p["execution_arn"], f"{p['status']}: {p['model_package_arn'] or 'nothing registered'}",
+                 _steps_text(p["steps"])]
+        if p["failure_reason"]:
+            lines.append(f"failure: {p['failure_reason']}")
+        return "\n".join(lines)
+
+    out.result(execution.to_dict(detail=True), human)
+
+
+# -- runs -------------------------------------------------------------------------------------------------------------
+def _runs_list(args: argparse.Namespace, out: _Output) -> None:
+    from modelwerk import tracking
+
+    listed = tracking.list_runs(args.use_case)
+
+    def human(p: dict[str, Any]) -> str:
+        if not p["runs"]:
+            return f"{p['use_case']} has no tracked runs yet (each pipeline execution is logged when it ends)"
+        metrics = sorted({m for r in p["runs"] for m in r["metrics"] if not m.startswith(tracking.STEP_METRIC_PREFIX)})
+        header = ["execution", "status", "started_at", "snapshot", "commit", "model version", *metrics]
+        rows = [[r["execution_id"] or "-", r["status"] or "-", (r["started_at"] or "-")[:19], r["snapshot_id"] or "-",
+                 (r["git_commit"] or "-")[:8], (r["model_package_arn"] or "-").rsplit("/", 1)[-1],
+                 *("-" if r["metrics"].get(m) is None else f"{r['metrics'][m]:.4g}" for m in metrics)]
+                for r in p["runs"]]
+        widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+        return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows])
+
+    out.result({"use_case": args.use_case, "runs": listed}, human)
+
+
+# -- endpoints --------------------------------------------------------------------------------------------------------
+def _version_argument(value: str) -> int | str:
+    return int(value) if value.isdigit() else value
+
+
+def _endpoint_text(p: dict[str, Any]) -> str:
+    rows = [("endpoint", p["endpoint"]), ("status", p["status"]), ("mode", p["mode"])]
+    if p.get("version") is not None:
+        rows.append(("version", f"{p['use_case']} v{p['version']}"))
+    if p.get("models"):
+        rows.append(("models", ", ".join(p["models"])))
+    if p.get("deployment", {}).get("outcome"):
+        reason = p["deployment"].get("reason")
+        rows.append(("last deployment", p["deployment"]["outcome"] + (f": {reason}" if reason else "")))
+    rows.append(("runtime_endpoint_url", p.get("runtime_endpoint_url") or "-"))
+    return _table(rows)
+
+
+def _deploy(args: argparse.Namespace, out: _Output) -> int:
+    from modelwerk import endpoints
+
+    versions = [_version_argument(v) for v in args.version]
+    with out.progress(f"deploying to {args.endpoint or args.use_case}") as progress:
+        deployed = endpoints.deploy(args.use_case, versions if len(versions) > 1 else versions[0],
+                                    endpoint=args.endpoint, multi_model=args.multi_model, env=args.env,
+                                    bake_seconds=args.bake_seconds, progress=progress)
+    out.result(deployed.to_dict(), _endpoint_text)
+    if deployed.status == "RolledBack":
+        print(f"modelwerk: the deployment rolled back: {deployed.deployment.get('reason')}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _predict(args: argparse.Namespace, out: _Output) -> None:
+    from modelwerk import endpoints
+
+    predictions = endpoints.predict(args.endpoint, args.file, target_model=args.target_model,
+                                    content_type=args.content_type, inference_id=args.inference_id, env=args.env)
+    out.result({"predictions": predictions}, lambda p: "\n".join(str(v) for v in p["predictions"]))
+
+
+def _endpoints_list(args: argparse.Namespace, out: _Output) -> None:
+    from modelwerk import endpoints
+
+    listed = [e.to_dict() for e in endpoints.list_endpoints(env=args.env)]
+
+    def human(p: dict[str, Any]) -> str:
+        if not p["endpoints"]:
+            return "no endpoints yet: 'modelwerk deploy --use-case U VERSION --endpoint NAME'"
+        return "\n".join(f"{e['endpoint']:<24} {e['status']:<11} {e['mode']:<12} "
+                         f"{e['use_case'] or '-'} {'v' + str(e['version']) if e['version'] else ''}".rstrip()
+                         for e in p["endpoints"])
+
+    out.result({"endpoints": listed}, human)
+
+
+def _endpoints_describe(args: argparse.Namespace, out: _Output) -> None:
+    from modelwerk import endpoints
+
+    out.result(endpoints.describe(args.name, env=args.env).to_dict(), _endpoint_text)
+
+
+def _endpoints_delete(args: argparse.Namespace, out: _Output) -> None:
+    from modelwerk import endpoints
+
+    out.result(endpoints.delete(args.name, env=args.env).to_dict(), lambda p: f"{p['endpoint']}: {p['status']}")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelwerk", description="Modelwerk: data, pipelines, models, endpoints.")
     common = argparse.ArgumentParser(add_help=False)
@@ -154,6 +344,75 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("sql", metavar="SQL")
     query.add_argument("--max-rows", type=int, default=50)
     query.set_defaults(run=_data_query)
+
+    models = verbs.add_parser("models", help="versions in the model registry: list, show, approve, reject")
+    models = models.add_subparsers(dest="action", required=True)
+    listing = models.add_parser("list", parents=[common], help="every version of a use case's model, newest first")
+    listing.add_argument("--use-case", required=True)
+    listing.set_defaults(run=_models_list)
+    show = models.add_parser("show", parents=[common], help="one version: metrics, lineage, input schema")
+    show.add_argument("--use-case", required=True)
+    show.add_argument("version", metavar="VERSION", help="a version number, 'latest', or a model package ARN")
+    show.set_defaults(run=_models_show)
+    for action, what in (("approve", "approve a version for promotion"), ("reject", "reject a version")):
+        decide = models.add_parser(action, parents=[common], help=what)
+        decide.add_argument("--use-case", required=True)
+        decide.add_argument("version", metavar="VERSION", help="a version number, 'latest', or a model package ARN")
+        decide.add_argument("--reason", default=None, help="kept as the version's approval description")
+        decide.set_defaults(run=_models_decide)
+
+    pipeline = verbs.add_parser("pipeline", help="run the training pipeline, list and describe executions")
+    pipeline = pipeline.add_subparsers(dest="action", required=True)
+    run = pipeline.add_parser("run", parents=[common], help="start the use case's pipeline (locally: the deployed "
+                              "definition on this machine)")
+    run.add_argument("--use-case", required=True)
+    run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="override a pipeline parameter (SnapshotId, QualityThreshold, ...); repeatable")
+    run.add_argument("--wait", action="store_true", help="follow the execution to its end, showing each step")
+    run.set_defaults(run=_pipeline_run)
+    pipeline_list = pipeline.add_parser("list", parents=[common], help="the use case's executions, newest first")
+    pipeline_list.add_argument("--use-case", required=True)
+    pipeline_list.set_defaults(run=_pipeline_list)
+    pipeline_describe = pipeline.add_parser("describe", parents=[common], help="one execution: steps, reasons, logs")
+    pipeline_describe.add_argument("--use-case", required=True)
+    pipeline_describe.add_argument("execution", metavar="EXECUTION", help="an execution ARN or id")
+    pipeline_describe.set_defaults(run=_pipeline_describe)
+
+    runs = verbs.add_parser("runs", help="tracked pipeline executions (MLflow): compare runs")
+    runs = runs.add_subparsers(dest="action", required=True)
+    runs_list = runs.add_parser("list", parents=[common], help="every tracked execution of a use case, newest first")
+    runs_list.add_argument("--use-case", required=True)
+    runs_list.set_defaults(run=_runs_list)
+
+    deploy = verbs.add_parser("deploy", parents=[common], help="deploy a model version to an endpoint (blue/green "
+                              "when it runs), or add versions to a multi-model endpoint")
+    deploy.add_argument("--use-case", required=True)
+    deploy.add_argument("version", nargs="+", metavar="VERSION",
+                        help="a version number, 'latest' or a model package ARN (several with --multi-model)")
+    deploy.add_argument("--endpoint", default=None, help="endpoint name (default: the use case's name)")
+    deploy.add_argument("--multi-model", action="store_true", help="a multi-model endpoint over an S3 prefix")
+    deploy.add_argument("--bake-seconds", type=float, default=None,
+                        help="how long the new fleet takes all traffic before the old one goes (locally)")
+    deploy.set_defaults(run=_deploy)
+
+    predict = verbs.add_parser("predict", parents=[common], help="call an endpoint with a CSV, JSON or JSON Lines file")
+    predict.add_argument("--endpoint", required=True)
+    predict.add_argument("file", metavar="FILE")
+    predict.add_argument("--target-model", default=None, help="the model of a multi-model endpoint")
+    predict.add_argument("--content-type", default=None, help="text/csv, application/json or application/jsonlines "
+                         "(default: from the file's suffix)")
+    predict.add_argument("--inference-id", default=None, help="recorded with the captured request; ground truth "
+                         "joins on it")
+    predict.set_defaults(run=_predict)
+
+    endpoints = verbs.add_parser("endpoints", help="the environment's endpoints: list, describe, delete")
+    endpoints = endpoints.add_subparsers(dest="action", required=True)
+    endpoints.add_parser("list", parents=[common], help="every endpoint").set_defaults(run=_endpoints_list)
+    for action, what, handler in (("describe", "one endpoint: status, version, deployments", _endpoints_describe),
+                                  ("delete", "stop and remove an endpoint", _endpoints_delete)):
+        command = endpoints.add_parser(action, parents=[common], help=what)
+        command.add_argument("name", metavar="NAME")
+        command.set_defaults(run=handler)
     return parser
 
 
@@ -165,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     out = _Output(getattr(args, "json", False))
     try:
-        args.run(args, out)
+        code = args.run(args, out)
     except ModelwerkError as error:
         print(f"modelwerk: {error}", file=sys.stderr)
         return 2
@@ -178,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"modelwerk: unexpected {type(error).__name__}: {error}; rerun with MODELWERK_DEBUG=1 for details",
               file=sys.stderr)
         return 1
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -48,8 +48,80 @@ def model_package_group_name(project: str, use_case: str) -> str:
     return f"{project}-{use_case}"
 
 
+def model_package_group_arn(project: str, use_case: str, registry_account: str, region: str) -> str:
+    return f"arn:aws:sagemaker:{region}:{registry_account}:model-package-group/{model_package_group_name(project, use_case)}"
+
+
+def training_pipeline_name(project: str, env: str, use_case: str) -> str:
+    """The SageMaker Pipeline that trains a use case's model in one environment."""
+    return f"{project}-{env}-{use_case}-training"
+
+
+def pipeline_role_name(project: str, env: str, use_case: str) -> str:
+    """Execution role of a use case's pipeline and its jobs (named: the definition holds its ARN literally)."""
+    return f"{project}-{env}-{use_case}-pipeline"
+
+
+def pipeline_output_prefix(use_case: str) -> str:
+    """Where a use case's pipeline executions write in the registry's model-artifact bucket."""
+    return f"pipelines/{use_case}/"
+
+
 def pseudonymization_secret_name(project: str, env: str) -> str:
     return f"{project}/{env}/pseudonymization-key"
+
+
+# -- serving --------------------------------------------------------------------------------------------------------
+
+#: The production variant every endpoint serves from: blue/green swaps the fleet behind it, never its name.
+ENDPOINT_VARIANT = "AllTraffic"
+#: The serving bucket's folder of multi-model endpoints' models (one subfolder per endpoint).
+MULTI_MODEL_ROOT = "models/"
+#: ``endpoint_alarm_name`` kinds and the suffix each gets.
+_ALARM_SUFFIXES = {"5xx": "invocation-5xx", "latency": "model-latency"}
+
+
+def serving_repository_name(project: str) -> str:
+    """The registry account's ECR repository of the serving image (every environment pulls from it)."""
+    return f"{project}/serving"
+
+
+def serving_image_uri(registry_account: str, region: str, project: str, tag: str) -> str:
+    """The serving image at ``tag``, named without a deployment output so another account's stack can use it."""
+    return f"{registry_account}.dkr.ecr.{region}.amazonaws.com/{serving_repository_name(project)}:{tag}"
+
+
+def serving_build_project_name(project: str) -> str:
+    """The registry account's CodeBuild project that builds the serving image."""
+    return f"{project}-serving-image"
+
+
+def serving_key_alias(project: str, env: str) -> str:
+    """The KMS key of an environment's serving bucket, data capture and endpoint volumes."""
+    return f"alias/{project}/{env}/serving"
+
+
+def endpoint_role_name(project: str, env: str) -> str:
+    """The execution role of an environment's endpoints (named: endpoint stacks in another stage name it)."""
+    return f"{project}-{env}-endpoint"
+
+
+def endpoint_alarm_name(endpoint: str, kind: str) -> str:
+    """A rollback alarm of an endpoint: ``kind`` is ``5xx`` (Invocation5XXErrors) or ``latency`` (ModelLatency)."""
+    try:
+        return f"{endpoint}-{_ALARM_SUFFIXES[kind]}"
+    except KeyError:
+        raise ValueError(f"unknown alarm kind {kind!r}; one of {sorted(_ALARM_SUFFIXES)}") from None
+
+
+def multi_model_prefix(endpoint: str) -> str:
+    """Where a multi-model endpoint finds its models in the serving bucket (adding one needs no redeploy)."""
+    return f"{MULTI_MODEL_ROOT}{endpoint}/"
+
+
+def capture_prefix() -> str:
+    """Where endpoints write their data capture in the serving bucket (``<prefix>/<endpoint>/<variant>/...``)."""
+    return "capture"
 
 
 # Object layout inside the zone buckets: one implementation in the leaf package the Lambda and the job carry.

@@ -104,7 +104,7 @@ def _from_checkout(env: str) -> tuple[dict[str, str], dict[str, Contract], str]:
     project = config.project
     args = (project, env)
     values = {f"buckets/{zone}": naming.bucket_name(project, env, zone, environment.account, environment.region)
-              for zone in (*naming.ZONES, "athena-results")}
+              for zone in (*naming.ZONES, "athena-results", "serving")}
     values.update({f"databases/{zone}": naming.database_name(*args, zone) for zone in naming.CATALOG_ZONES})
     values["athena/workgroup"] = naming.workgroup_name(*args)
     values["ingest/function-name"] = naming.ingest_function_name(*args)

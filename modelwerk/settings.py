@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -19,7 +20,117 @@ ENVIRONMENTS_KEY = "modelwerk:environments"
 USE_CASES_KEY = "modelwerk:use_cases"
 TAGS_KEY = "modelwerk:tags"
 PROJECT_KEY = "modelwerk:project"
+MLFLOW_KEY = "modelwerk:mlflow"
+#: Sizes SageMaker offers for a managed MLflow tracking server.
+TRACKING_SERVER_SIZES = ("Small", "Medium", "Large")
 WORKLOAD_ENVIRONMENTS = ("dev", "staging", "prod")
+#: How an endpoint's blue/green deployment shifts traffic to the new fleet.
+TRAFFIC_ROUTINGS = ("canary", "linear", "all_at_once")
+#: SageMaker's endpoint names: letters, digits and single hyphens, at most 63 characters.
+_ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-?[a-zA-Z0-9]){0,62}$")
+#: Instance families with local NVMe storage (m5d, c6id, g4dn, p4d, ...): SageMaker refuses a volume KMS key on them.
+_INSTANCE_STORAGE = re.compile(r"^ml\.[a-z]+\d+[a-z]*d[a-z]*\.")
+#: SageMaker's limits on a blue/green deployment's waits (TrafficRoutingConfig and BlueGreenUpdatePolicy).
+MAX_WAIT_SECONDS = 3600
+
+
+def _integer(owner: str, name: str, value: Any, low: int, high: int | None = None) -> int:
+    """``value`` as an int within [low, high], else a ConfigurationError naming the setting."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError(f"{owner}: {name} must be a whole number, not {value!r}")
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ConfigurationError(f"{owner}: {name} must be {bounds}, not {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    """One SageMaker endpoint of an environment (``endpoints.<name>`` of the environment in cdk.json).
+
+    name: the key; the endpoint's name in SageMaker (letters, digits, single hyphens, at most 63 characters).
+    use_case: the use case whose registered versions it serves (must be declared under ``modelwerk:use_cases``).
+    multi_model: serve every model under ``models/<name>/`` of the serving bucket instead of one registered version
+        (default False).
+    instance_type: hosting instance type (default ``ml.m5.large``; families with local NVMe storage, like m5d or
+        g4dn, are refused: their volume cannot take the serving KMS key).
+    initial_instance_count: instances at creation (default 1, within min_instances..max_instances).
+    min_instances, max_instances: auto-scaling bounds (default 1 and 2).
+    invocations_per_instance: target of the target-tracking policy on SageMakerVariantInvocationsPerInstance,
+        invocations per instance per minute (default 1000).
+    capture_sampling_percent: share of requests whose input and output are captured for drift monitoring (default
+        100; 0 switches capture off).
+    traffic_routing: how a blue/green deployment shifts traffic: ``canary`` (default), ``linear`` or
+        ``all_at_once``.
+    canary_percent: the canary's size, or the linear step size, in percent of the fleet (default 10; canary 1-50,
+        linear 10-50, as SageMaker allows).
+    wait_seconds: wait between traffic shifts, during which the rollback alarms are watched (default 300, at most
+        3600).
+    bake_seconds: the final bake before the old fleet is terminated (default 600, at most 3600).
+    max_latency_ms: the latency alarm fires when p99 ModelLatency over a minute exceeds this (default 500).
+    max_5xx_errors: the error alarm fires at this many 5xx responses in a minute (default 1).
+    """
+
+    name: str
+    use_case: str
+    multi_model: bool = False
+    instance_type: str = "ml.m5.large"
+    initial_instance_count: int = 1
+    min_instances: int = 1
+    max_instances: int = 2
+    invocations_per_instance: int = 1000
+    capture_sampling_percent: int = 100
+    traffic_routing: str = "canary"
+    canary_percent: int = 10
+    wait_seconds: int = 300
+    bake_seconds: int = 600
+    max_latency_ms: int = 500
+    max_5xx_errors: int = 1
+
+    @classmethod
+    def from_dict(cls, environment: str, name: str, doc: Any) -> "EndpointSettings":
+        owner = f"endpoint {name!r} of environment {environment!r}"
+        if not isinstance(doc, Mapping):
+            raise ConfigurationError(f"{owner} in cdk.json must be an object of settings, not {doc!r}")
+        allowed = set(cls.__dataclass_fields__) - {"name"}
+        unknown = sorted(set(doc) - allowed)
+        if unknown:
+            raise ConfigurationError(
+                f"{owner} in cdk.json has unknown setting(s) {unknown}; allowed: {sorted(allowed)}")
+        if not isinstance(name, str) or not _ENDPOINT_NAME.match(name):
+            raise ConfigurationError(
+                f"endpoint name {name!r} of environment {environment!r} is not a SageMaker endpoint name (letters, "
+                "digits and single hyphens, at most 63 characters)")
+        if not isinstance(doc.get("use_case"), str) or not doc["use_case"]:
+            raise ConfigurationError(f"{owner} needs a 'use_case'")
+        endpoint = cls(name=name, **doc)
+        endpoint._check(owner)
+        return endpoint
+
+    def _check(self, owner: str) -> None:
+        if not isinstance(self.multi_model, bool):
+            raise ConfigurationError(f"{owner}: multi_model must be true or false")
+        if not isinstance(self.instance_type, str) or not self.instance_type.startswith("ml."):
+            raise ConfigurationError(f"{owner}: instance_type {self.instance_type!r} is not a SageMaker instance type")
+        if _INSTANCE_STORAGE.match(self.instance_type):
+            raise ConfigurationError(
+                f"{owner}: instance_type {self.instance_type} has local NVMe storage, which cannot be encrypted with "
+                "the serving key; choose a family without the 'd' (e.g. ml.m5.large)")
+        low = _integer(owner, "min_instances", self.min_instances, 1)
+        high = _integer(owner, "max_instances", self.max_instances, low)
+        _integer(owner, "initial_instance_count", self.initial_instance_count, low, high)
+        _integer(owner, "invocations_per_instance", self.invocations_per_instance, 1)
+        _integer(owner, "capture_sampling_percent", self.capture_sampling_percent, 0, 100)
+        if self.traffic_routing not in TRAFFIC_ROUTINGS:
+            raise ConfigurationError(
+                f"{owner}: traffic_routing must be one of {list(TRAFFIC_ROUTINGS)}, not {self.traffic_routing!r}")
+        low_step = 10 if self.traffic_routing == "linear" else 1
+        high_step = 100 if self.traffic_routing == "all_at_once" else 50
+        _integer(owner, "canary_percent", self.canary_percent, low_step, high_step)
+        _integer(owner, "wait_seconds", self.wait_seconds, 0, MAX_WAIT_SECONDS)
+        _integer(owner, "bake_seconds", self.bake_seconds, 0, MAX_WAIT_SECONDS)
+        _integer(owner, "max_latency_ms", self.max_latency_ms, 1)
+        _integer(owner, "max_5xx_errors", self.max_5xx_errors, 1)
 
 
 @dataclass(frozen=True)
@@ -28,7 +139,10 @@ class EnvironmentConfig:
 
     ``kind`` is ``workload`` (dev, staging, prod: data lake, pipelines, endpoints) or ``registry`` (the shared model
     registry account). Expiry days apply to the landing and quarantine zones; ``destroy_on_removal`` lets a
-    throw-away environment delete its buckets with the stack (default: keep them).
+    throw-away environment delete its buckets with the stack (default: keep them). ``training``: the environment
+    runs the use cases' training pipelines and may register versions in the registry; ``retraining_schedule``
+    starts them on a schedule (an EventBridge expression; none: only on demand and on alarms). ``endpoints``: the
+    environment's SageMaker endpoints by name (:class:`EndpointSettings`; default none).
     """
 
     name: str
@@ -41,6 +155,11 @@ class EnvironmentConfig:
     quarantine_expiry_days: int = 30
     preparation_schedule: str = "cron(15 * * * ? *)"
     destroy_on_removal: bool = False
+    training: bool = False
+    retraining_schedule: str | None = None
+    processing_instance_type: str = "ml.m5.large"
+    training_instance_type: str = "ml.m5.large"
+    endpoints: dict[str, EndpointSettings] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, name: str, doc: Mapping[str, Any]) -> "EnvironmentConfig":
@@ -59,19 +178,67 @@ class EnvironmentConfig:
         values = dict(doc)
         values["account"] = account
         values["availability_zones"] = tuple(doc.get("availability_zones", ()))
+        endpoints = doc.get("endpoints") or {}
+        if not isinstance(endpoints, Mapping):
+            raise ConfigurationError(f"environment {name!r}: endpoints must be an object of endpoint name -> settings")
+        values["endpoints"] = {key: EndpointSettings.from_dict(name, key, value) for key, value in endpoints.items()}
         env = cls(name=name, **values)
+        if env.training and env.kind != "workload":
+            raise ConfigurationError(f"environment {name!r}: only a workload environment can run training pipelines")
+        if env.endpoints and env.kind != "workload":
+            raise ConfigurationError(f"environment {name!r}: only a workload environment hosts endpoints")
         if env.kind == "workload" and len(env.availability_zones) < 2:
             raise ConfigurationError(f"environment {name!r}: list at least two availability_zones for its VPC")
         return env
 
 
+#: The metric a use case's quality gate reads by default, per task.
+DEFAULT_QUALITY_METRIC = {"classification": "f1", "regression": "r2"}
+USE_CASE_SETTINGS = ("folder", "quality_metric", "quality_threshold", "hyperparameters")
+
+
 @dataclass(frozen=True)
 class UseCaseConfig:
-    """One use case: a folder under ``sagemaker_pipelines/`` holding its contract (and, later, its pipeline)."""
+    """One use case: a folder under ``sagemaker_pipelines/`` holding its contract, and its training settings.
+
+    quality_metric / quality_threshold: the gate a new version must pass to be registered (a metric of the
+    evaluate step's ``evaluation.json``; default f1 for classification, r2 for regression, threshold 0.5).
+    hyperparameters: training hyperparameters that differ from the training script's defaults.
+    """
 
     name: str
     folder: Path
     contract: Contract
+    quality_metric: str = ""
+    quality_threshold: float = 0.5
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    """Experiment tracking (``modelwerk:mlflow`` in cdk.json).
+
+    managed_tracking_server: deploy a SageMaker managed MLflow tracking server in the registry account (default
+    False: it bills around the clock; without it, runs are tracked in a local MLflow store, see ``modelwerk.tracking``).
+    tracking_server_size: ``Small``, ``Medium`` or ``Large`` (default ``Small``).
+    """
+
+    managed_tracking_server: bool = False
+    tracking_server_size: str = "Small"
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> "MlflowConfig":
+        allowed = set(cls.__dataclass_fields__)
+        unknown = sorted(set(doc) - allowed)
+        if unknown:
+            raise ConfigurationError(
+                f"{MLFLOW_KEY} in cdk.json has unknown setting(s) {unknown}; allowed: {sorted(allowed)}")
+        config = cls(**doc)
+        if not isinstance(config.managed_tracking_server, bool):
+            raise ConfigurationError(f"{MLFLOW_KEY}: managed_tracking_server must be true or false")
+        if config.tracking_server_size not in TRACKING_SERVER_SIZES:
+            raise ConfigurationError(f"{MLFLOW_KEY}: tracking_server_size must be one of {list(TRACKING_SERVER_SIZES)}")
+        return config
 
 
 @dataclass(frozen=True)
@@ -83,6 +250,7 @@ class PlatformConfig:
     environments: dict[str, EnvironmentConfig]
     use_cases: dict[str, UseCaseConfig]
     tags: dict[str, str] = field(default_factory=dict)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
 
     @property
     def registry(self) -> EnvironmentConfig:
@@ -91,6 +259,11 @@ class PlatformConfig:
     @property
     def workloads(self) -> list[EnvironmentConfig]:
         return [e for e in self.environments.values() if e.kind == "workload"]
+
+    @property
+    def training_environments(self) -> list[EnvironmentConfig]:
+        """Where pipelines run and register versions (the registry lets only these accounts add versions)."""
+        return [e for e in self.workloads if e.training]
 
     def environment(self, name: str) -> EnvironmentConfig:
         try:
@@ -120,9 +293,10 @@ def parse_context(context: Mapping[str, Any], root: Path) -> PlatformConfig:
         raise ConfigurationError(f"cdk.json must declare exactly one registry environment, found {registries}")
     use_cases = {}
     for name, doc in (context.get(USE_CASES_KEY) or {}).items():
-        unknown = sorted(set(doc) - {"folder"})
+        unknown = sorted(set(doc) - set(USE_CASE_SETTINGS))
         if unknown:
-            raise ConfigurationError(f"use case {name!r} in cdk.json has unknown setting(s) {unknown}")
+            raise ConfigurationError(
+                f"use case {name!r} in cdk.json has unknown setting(s) {unknown}; allowed: {list(USE_CASE_SETTINGS)}")
         folder = root / doc["folder"]
         contract_file = folder / "contract.json"
         if not contract_file.is_file():
@@ -130,13 +304,27 @@ def parse_context(context: Mapping[str, Any], root: Path) -> PlatformConfig:
         contract = Contract.load(contract_file)
         if contract.use_case != name:
             raise ConfigurationError(f"use case {name!r}: {contract_file} declares use_case {contract.use_case!r}")
-        use_cases[name] = UseCaseConfig(name=name, folder=folder, contract=contract)
+        threshold = doc.get("quality_threshold", 0.5)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise ConfigurationError(f"use case {name!r}: quality_threshold must be a number, not {threshold!r}")
+        use_cases[name] = UseCaseConfig(
+            name=name, folder=folder, contract=contract,
+            quality_metric=str(doc.get("quality_metric") or DEFAULT_QUALITY_METRIC.get(contract.task, "f1")),
+            quality_threshold=float(threshold), hyperparameters=dict(doc.get("hyperparameters") or {}),
+        )
+    for environment in environments.values():
+        for endpoint in environment.endpoints.values():
+            if endpoint.use_case not in use_cases:
+                raise ConfigurationError(
+                    f"endpoint {endpoint.name!r} of environment {environment.name!r} serves use case "
+                    f"{endpoint.use_case!r}, which cdk.json does not declare; declared: {sorted(use_cases)}")
     return PlatformConfig(
         root=root,
         project=str(context.get(PROJECT_KEY, "modelwerk")),
         environments=environments,
         use_cases=use_cases,
         tags=dict(context.get(TAGS_KEY) or {}),
+        mlflow=MlflowConfig.from_dict(context.get(MLFLOW_KEY) or {}),
     )
 
 

@@ -18,10 +18,13 @@ Offline
     ARNs (given a bare name or a CloudFormation token, the SDK would look the role up in IAM).
 
 Code
-    Nothing local is uploaded: the step code is read from ``code_uri``, an S3 prefix holding ``steps/`` (the scripts
-    beside this module) and ``modelwerk/core/`` (see the layout in decision record 0003). Processing steps get the
-    prefix as their ``code`` input and run ``python3 /opt/ml/processing/input/code/steps/<script>.py``; training runs
-    in script mode (``sagemaker_program`` ``steps/train.py``, ``sagemaker_submit_directory`` the ``code`` channel).
+    Nothing local is uploaded: the step code is one archive at ``code_uri`` (the CDK file asset of
+    :mod:`sagemaker_pipelines.code_archive`: ``steps/``, ``modelwerk/core/``, the contracts). Training runs it in
+    script mode (``sagemaker_submit_directory`` = the archive, ``sagemaker_program`` = ``steps/train.py``), which the
+    training toolkit downloads and unpacks into ``/opt/ml/code``, installing its ``requirements.txt`` (the pins of
+    ``frameworks.txt``); a processing step gets the archive as its ``code`` input and unpacks it into the same folder
+    before it runs ``python3 /opt/ml/code/steps/<script>.py`` (the way the SDK's own framework processors run a source
+    archive), the steps that load models installing the same requirements first. Decision record 0003.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import re
 import sys
 import threading
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from modelwerk.core.layout import snapshot_prefix
@@ -52,6 +55,7 @@ __all__ = [
     "REGISTER",
     "TRAIN",
     "build_definition",
+    "framework_image_uri",
     "output_prefix",
 ]
 
@@ -88,10 +92,18 @@ APPROVAL_STATUS = "PendingManualApproval"
 CODE = "code"
 PROCESSING_INPUT = "/opt/ml/processing/input"
 PROCESSING_OUTPUT = "/opt/ml/processing/output"
-PROCESSING_CODE_DIR = f"{PROCESSING_INPUT}/{CODE}"
-TRAINING_CODE_DIR = f"/opt/ml/input/data/{CODE}"
+#: Where the code archive is unpacked, in training (by the toolkit) and processing (by the entry point) alike.
+CODE_DIR = "/opt/ml/code"
+PROCESSING_ARCHIVE_DIR = f"{PROCESSING_INPUT}/{CODE}"
 TRAINING_PROGRAM = "steps/train.py"
+#: The code archive's pin file of the model frameworks (``code_archive.REQUIREMENTS``): the training toolkit installs
+#: it before script mode runs, the model-loading processing steps before their script.
+REQUIREMENTS_FILE = "requirements.txt"
+#: Processing steps that load models, and so install the pinned frameworks first.
+MODEL_LOADING_STEPS = ("evaluate.py", "baseline.py")
 TRAINING_MAX_RUNTIME_SECONDS = 3600
+#: How long a cached step's result may be reused (ISO 8601 duration, as CacheConfig takes it).
+CACHE_EXPIRY = "P30D"
 #: The preprocess step's outputs, in the order the step declares them.
 SPLIT_OUTPUTS = ("train", "validation", "test")
 
@@ -102,7 +114,6 @@ _GROUP_ARN = re.compile(
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _USE_CASE = re.compile(r"^[a-z0-9](-?[a-z0-9])*$")
-_ARCHIVES = (".tar.gz", ".tgz", ".zip", ".tar")
 
 #: SDK configuration given to the build session, so that no config file of the machine takes part, with telemetry off.
 #: The SDK validates a non-empty configuration against its schema at every lookup (about 0.2 s each, dozens per build),
@@ -115,6 +126,16 @@ _BUILD_LOCK = threading.Lock()
 
 class OfflineCallError(RuntimeError):
     """Building the definition tried to call AWS; it must not (no credentials, no network at synth)."""
+
+
+def framework_image_uri(region: str, framework_version: str) -> str:
+    """SageMaker's scikit-learn framework image for training in ``region``, from the SDK's own catalogue (offline)."""
+    with _BUILD_LOCK, _offline_environment(region), _quiet():
+        _import_sdk()
+        from sagemaker.core import image_uris
+
+        return image_uris.retrieve("sklearn", region, version=framework_version, image_scope="training",
+                                   instance_type="ml.m5.large")
 
 
 def output_prefix(artifact_bucket: str, use_case: str) -> str:
@@ -137,10 +158,12 @@ def build_definition(
     processing_instance_type: str = "ml.m5.large",
     training_instance_type: str = "ml.m5.large",
     curated_bucket: str,
-    contract_uri: str | None = None,
+    contract_uri: str,
     quality_direction: str | None = None,
     hyperparameters: Mapping[str, str | int | float] | None = None,
     serving_image_uri: str | None = None,
+    subnet_ids: Sequence[str] = (),
+    security_group_ids: Sequence[str] = (),
 ) -> str:
     """The pipeline definition JSON of one use case (``Pipeline(...).definition()``); equal inputs give equal JSON.
 
@@ -148,7 +171,7 @@ def build_definition(
     role_arn: execution role of the jobs, a full IAM role ARN.
     region: region of the pipeline (the SDK needs one; no call is made).
     artifact_bucket: bucket the executions write to (:func:`output_prefix`).
-    code_uri: S3 prefix holding ``steps/`` and ``modelwerk/core/`` (not an archive).
+    code_uri: S3 URI of the code archive (a ``.tar.gz`` holding ``steps/`` and ``modelwerk/core/``).
     image_uri: the step image (Python 3.11+, pandas, pyarrow, scikit-learn, joblib, boto3; for training also the
         SageMaker training toolkit, which runs script mode).
     model_package_group_arn: the registry's group (an ARN, so a group in another account works).
@@ -157,14 +180,17 @@ def build_definition(
     git_commit: recorded on the model package.
     processing_instance_type, training_instance_type: defaults of the instance type parameters.
     curated_bucket: bucket holding the snapshot manifests (``_snapshots/<use-case>/<id>.json`` and ``latest.json``).
-    contract_uri: S3 URI of the use case's ``contract.json``; default ``<code_uri>contracts/<use_case>/contract.json``.
+    contract_uri: S3 URI of the use case's ``contract.json``.
     quality_direction: ``">="`` (higher is better) or ``"<="`` (lower is better, e.g. rmse); default by metric.
     hyperparameters: training hyperparameters (names of ``step_common.HYPERPARAMETERS``); unset ones keep the
         script's defaults.
-    serving_image_uri: image of the registered model's inference container; default ``image_uri``.
+    serving_image_uri: image of the registered model's inference container (the Modelwerk serving image in the
+        registry account's ECR); default ``image_uri``.
+    subnet_ids, security_group_ids: run every job in these private subnets with these security groups (literal ids
+        or Fn::Sub placeholders); none: SageMaker's own network.
     """
-    code_prefix = _s3_prefix("code_uri", code_uri)
-    contract = contract_uri if contract_uri is not None else f"{code_prefix}contracts/{use_case}/contract.json"
+    code_archive = _s3_object("code_uri", code_uri)
+    contract = contract_uri
     direction = quality_direction if quality_direction is not None else METRIC_DIRECTIONS.get(quality_metric, "")
     problems = [
         *_check_names(use_case, role_arn, region, model_package_group_arn, artifact_bucket, curated_bucket),
@@ -174,6 +200,8 @@ def build_definition(
             hyperparameters or {},
         ),
     ]
+    if bool(subnet_ids) != bool(security_group_ids):
+        problems.append("subnet_ids and security_group_ids go together: give both, or neither")
     if problems:
         raise ValueError("cannot build the pipeline definition: " + "; ".join(problems))
     with _BUILD_LOCK, _offline_environment(region), _quiet():
@@ -182,7 +210,7 @@ def build_definition(
             role_arn=role_arn,
             region=region,
             artifact_bucket=artifact_bucket,
-            code_prefix=code_prefix,
+            code_archive=code_archive,
             image_uri=image_uri,
             model_package_group_arn=model_package_group_arn,
             quality_metric=quality_metric,
@@ -195,6 +223,8 @@ def build_definition(
             contract_uri=contract,
             hyperparameters={str(k): _text(v) for k, v in (hyperparameters or {}).items()},
             serving_image_uri=serving_image_uri or image_uri,
+            subnet_ids=list(subnet_ids),
+            security_group_ids=list(security_group_ids),
         )
 
 
@@ -206,7 +236,7 @@ def _text(value: Any) -> str:
 # -- checks (before the SDK is touched, so a wrong argument fails fast and says which) -------------------------------
 
 
-def _s3_prefix(name: str, uri: str) -> str:
+def _s3_object(name: str, uri: str) -> str:
     if not isinstance(uri, str) or not uri.startswith("s3://") or len(uri) <= len("s3://"):
         raise ValueError(f"{name} must be an s3:// URI, got {uri!r}")
     if "[" in uri or "]" in uri:
@@ -214,11 +244,9 @@ def _s3_prefix(name: str, uri: str) -> str:
             f"{name} {uri!r} holds brackets (a CDK token?), which the SDK cannot parse in a URI: pass a literal, or "
             "an Fn::Sub placeholder like ${CodeBucket} and substitute it in the template"
         )
-    if uri.lower().endswith(_ARCHIVES):
-        raise ValueError(
-            f"{name} must be an S3 prefix (a folder), not an archive: processing inputs cannot unpack {uri!r}"
-        )
-    return uri if uri.endswith("/") else uri + "/"
+    if uri.endswith("/") or "/" not in uri[len("s3://"):]:
+        raise ValueError(f"{name} must name one object (the code archive), not a bucket or folder: {uri!r}")
+    return uri
 
 
 def _matches(pattern: re.Pattern[str], value: Any) -> bool:
@@ -384,13 +412,28 @@ def _telemetry_off(session: Any) -> Iterator[None]:
 # -- the pipeline ----------------------------------------------------------------------------------------------------
 
 
+def _unpack_and_run(program: str, *, install_requirements: bool = False) -> str:
+    """The shell command a processing step runs: unpack the code archive input, then the script with the job's
+    arguments (``"$@"``; ``$0`` is the script's name). A step that loads models first installs the archive's
+    ``requirements.txt`` (the model frameworks' pins), as the training toolkit does for training: pip changes
+    nothing, and needs no index, when the image already holds those versions."""
+    install = (f'python3 -m pip install --no-input --disable-pip-version-check --quiet '
+               f'-r "{CODE_DIR}/{REQUIREMENTS_FILE}"; ') if install_requirements else ""
+    return (
+        f'set -e; mkdir -p "{CODE_DIR}"; '
+        f'for archive in "{PROCESSING_ARCHIVE_DIR}"/*; do tar -xzf "$archive" -C "{CODE_DIR}"; done; '
+        f'{install}exec python3 "{CODE_DIR}/{program}" "$@"'
+    )
+
+
+
 def _build(
     *,
     use_case: str,
     role_arn: str,
     region: str,
     artifact_bucket: str,
-    code_prefix: str,
+    code_archive: str,
     image_uri: str,
     model_package_group_arn: str,
     quality_metric: str,
@@ -403,9 +446,12 @@ def _build(
     contract_uri: str,
     hyperparameters: Mapping[str, str],
     serving_image_uri: str,
+    subnet_ids: list[str],
+    security_group_ids: list[str],
 ) -> str:
     _import_sdk()
     from sagemaker.core.drift_check_baselines import DriftCheckBaselines
+    from sagemaker.core.network import NetworkConfig
     from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
     from sagemaker.core.processing import Processor
     from sagemaker.core.shapes import (
@@ -416,7 +462,7 @@ def _build(
         S3DataSource,
         Tag,
     )
-    from sagemaker.core.training.configs import Compute, InputData, OutputDataConfig, StoppingCondition
+    from sagemaker.core.training.configs import Compute, InputData, Networking, OutputDataConfig, StoppingCondition
     from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo, ConditionLessThanOrEqualTo
     from sagemaker.core.workflow.execution_variables import ExecutionVariables
     from sagemaker.core.workflow.functions import Join, JsonGet
@@ -426,11 +472,17 @@ def _build(
     from sagemaker.mlops.workflow.fail_step import FailStep
     from sagemaker.mlops.workflow.model_step import ModelStep
     from sagemaker.mlops.workflow.pipeline import Pipeline
-    from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep
+    from sagemaker.mlops.workflow.steps import CacheConfig, ProcessingStep, TrainingStep
     from sagemaker.serve.model_builder import ModelBuilder
     from sagemaker.train import ModelTrainer
 
     session = _offline_session(region, artifact_bucket)
+    # Steps whose inputs are addressed by an execution's outputs are cached; Preprocess never is: it reads the moving
+    # ``latest`` pointer, whose URI stays the same when the data behind it changes.
+    cache = CacheConfig(enable_caching=True, expire_after=CACHE_EXPIRY)
+    in_vpc = bool(subnet_ids)
+    network = NetworkConfig(subnets=subnet_ids, security_group_ids=security_group_ids,
+                            enable_network_isolation=False) if in_vpc else None
     tags = [{"Key": "modelwerk:use-case", "Value": use_case}]
 
     snapshot_id = ParameterString(name=SNAPSHOT_ID, default_value="latest")
@@ -470,17 +522,20 @@ def _build(
             image_uri=image_uri,
             instance_count=1,
             instance_type=processing_type,
-            entrypoint=["python3", f"{PROCESSING_CODE_DIR}/steps/{script}"],
-            env={"PYTHONPATH": PROCESSING_CODE_DIR},
+            entrypoint=["/bin/sh", "-c", _unpack_and_run(f"steps/{script}",
+                                                           install_requirements=script in MODEL_LOADING_STEPS),
+                        script],
+            env={"PYTHONPATH": CODE_DIR},
             base_job_name=f"{use_case}-{script.removesuffix('.py')}",
             sagemaker_session=session,
             tags=tags,
+            network_config=network,
         )
 
     def output_of(step: Any, name: str) -> Any:
         return step.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
 
-    code = processing_input(CODE, code_prefix)
+    code = processing_input(CODE, code_archive)
 
     # Preprocess: contract + the snapshot manifest (SnapshotId "latest" names the latest.json pointer) -> splits.
     manifest_uri = Join(on="", values=[f"s3://{curated_bucket}/{snapshot_prefix(use_case)}", snapshot_id, ".json"])
@@ -510,20 +565,20 @@ def _build(
         hyperparameters={
             **hyperparameters,
             "sagemaker_program": TRAINING_PROGRAM,
-            "sagemaker_submit_directory": TRAINING_CODE_DIR,
+            "sagemaker_submit_directory": code_archive,
         },
-        environment={"PYTHONPATH": TRAINING_CODE_DIR},
+        environment={"PYTHONPATH": CODE_DIR},
         output_data_config=OutputDataConfig(s3_output_path=output_uri(TRAIN.lower())),
         input_data_config=[
-            channel(CODE, code_prefix),
             channel("train", output_of(preprocess, "train")),
             channel("validation", output_of(preprocess, "validation")),
         ],
         tags=[Tag(key=t["Key"], value=t["Value"]) for t in tags],
+        networking=Networking(subnets=subnet_ids, security_group_ids=security_group_ids) if in_vpc else None,
     )
     with _telemetry_off(session):
         train_args = trainer.train()
-    train = TrainingStep(name=TRAIN, step_args=train_args)
+    train = TrainingStep(name=TRAIN, step_args=train_args, cache_config=cache)
     model_data = train.properties.ModelArtifacts.S3ModelArtifacts
 
     # Evaluate (the gate's property file) and Baseline (drift statistics of the train split).
@@ -539,6 +594,7 @@ def _build(
             outputs=[processing_output(EVALUATE, "evaluation")],
         ),
         property_files=[evaluation_file],
+        cache_config=cache,
     )
     baseline = ProcessingStep(
         name=BASELINE,
@@ -546,6 +602,7 @@ def _build(
             inputs=[code, processing_input("train", output_of(preprocess, "train"))],
             outputs=[processing_output(BASELINE, "baseline")],
         ),
+        cache_config=cache,
     )
 
     # Register: a model package version in the registry's group, waiting for a person's approval.

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The platform on one machine: embedded AWS up -> generate (with bad rows) -> ingest -> prepare -> query.
+# The platform on one machine: embedded AWS up -> generate (with bad rows) -> ingest -> prepare -> query
+# -> train (pipeline run) -> registry -> approve.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
@@ -15,7 +16,7 @@ modelwerk local status
 
 for use_case in pump-health energy-forecast; do
   step "$use_case: generate two days of sensor files, 1% bad rows, one cut short"
-  modelwerk data generate --use-case "$use_case" --rows 20000 --seed 1 --bad-rows 0.01 --out "$work/$use_case-1.csv"
+  modelwerk data generate --use-case "$use_case" --rows 40000 --seed 1 --bad-rows 0.01 --out "$work/$use_case-1.csv"
   modelwerk data generate --use-case "$use_case" --rows 5000 --seed 2 --out "$work/$use_case-2.jsonl"
 
   step "$use_case: ingest (contract checks, quarantine with reasons, pseudonymization)"
@@ -30,6 +31,19 @@ done
 step "query the curated tables (DuckDB over the embedded S3; Athena on AWS)"
 modelwerk data query "SELECT pump_id, count(*) AS readings, round(avg(vibration_rms), 2) AS vibration, round(avg(vibration_rms_mean_6h), 2) AS vibration_6h, count_if(failure = 1) AS failures FROM modelwerk_dev_curated.pump_health GROUP BY pump_id ORDER BY failures DESC LIMIT 5"
 modelwerk data query "SELECT plant_type, count(*) AS hours, round(avg(production_mwh), 1) AS mean_mwh FROM modelwerk_dev_curated.energy_forecast GROUP BY plant_type ORDER BY plant_type"
+
+for use_case in pump-health energy-forecast; do
+  step "$use_case: train with the pipeline the dev stage deployed (local executor): preprocess, train, evaluate, baseline, gate, register"
+  modelwerk pipeline run --use-case "$use_case" --wait
+done
+
+step "the central registry (registry account) and the tracked runs"
+modelwerk models list --use-case pump-health
+modelwerk models show --use-case pump-health latest
+modelwerk runs list --use-case pump-health
+
+step "approve the new version (emits SageMaker's model package state-change event)"
+modelwerk models approve --use-case pump-health latest --reason "demo: quality gate passed"
 
 step "summary"
 python - "$work" <<'PY'

@@ -25,7 +25,7 @@ from modelwerk.errors import LocalModeError
 #: Stages local mode deploys: the dev workload and the central registry.
 LOCAL_STAGES = ("registry", "dev")
 #: Records under .modelwerk/ that point into the embedded AWS and die with it.
-DEPENDENT_RECORDS = ("local/deployments", "runs", "endpoints")
+DEPENDENT_RECORDS = ("local/deployments", "local/events.jsonl", "local/alarms", "local/metrics", "runs", "endpoints")
 LOCAL_ROLE_NAME = "modelwerk-local-deployment"
 #: moto's default account, and the credentials that reach it.
 DEFAULT_ACCOUNT = "123456789012"
@@ -41,9 +41,13 @@ class LocalState:
     root: str
     #: Credentials of the dev account: the embedded AWS's default account, or a role assumed into dev's account.
     credentials: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_CREDENTIALS))
+    #: The local SageMaker Runtime (``modelwerk.local.runtime``) in front of local endpoints, and its process.
+    runtime_url: str | None = None
+    runtime_pid: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"endpoint_url": self.endpoint_url, "region": self.region, "accounts": self.accounts}
+        return {"endpoint_url": self.endpoint_url, "region": self.region, "accounts": self.accounts,
+                "runtime_endpoint_url": self.runtime_url}
 
 
 def _records_dir(root: Path) -> Path:
@@ -106,6 +110,8 @@ def activate(state: LocalState) -> None:
         "AWS_REGION": state.region,
         "MODELWERK_LOCAL_ROOT": state.root,
     })
+    if state.runtime_url:
+        os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = state.runtime_url
     if state.credentials.get("SessionToken"):
         os.environ["AWS_SESSION_TOKEN"] = state.credentials["SessionToken"]
 
@@ -154,7 +160,11 @@ def _dev_credentials(state: LocalState) -> dict[str, str]:
 
 def _clear_dependent_records(root: Path) -> None:
     for name in DEPENDENT_RECORDS:
-        shutil.rmtree(_records_dir(root) / name, ignore_errors=True)
+        path = _records_dir(root) / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def deployment_record(stage: str, root: Path | str | None = None) -> dict[str, Any]:
@@ -224,6 +234,7 @@ def up(root: Path | str | None = None, *, port: int | None = None, progress=None
         process.terminate()
         raise LocalModeError(f"the embedded AWS did not start; see {state_dir / 'server.log'}")
     state = replace(state, credentials=_dev_credentials(state))
+    state = _start_runtime(state, root, progress)
     _state_file(root).write_text(json.dumps(asdict(state), indent=1))
     try:
         deploy(state, root, progress=progress)
@@ -233,6 +244,72 @@ def up(root: Path | str | None = None, *, port: int | None = None, progress=None
     return state
 
 
+def _start_runtime(state: LocalState, root: Path, progress=None) -> LocalState:
+    """Start the local SageMaker Runtime in the background, with the dev account's credentials for its metrics."""
+    from modelwerk.local.server import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    state_dir = _state_dir(root)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({"AWS_ENDPOINT_URL": state.endpoint_url, "AWS_DEFAULT_REGION": state.region,
+                "AWS_REGION": state.region, "AWS_ACCESS_KEY_ID": state.credentials["AccessKeyId"],
+                "AWS_SECRET_ACCESS_KEY": state.credentials["SecretAccessKey"]})
+    if state.credentials.get("SessionToken"):
+        env["AWS_SESSION_TOKEN"] = state.credentials["SessionToken"]
+    log = open(state_dir / "runtime.log", "ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modelwerk.local.runtime", "--port", str(port), "--endpoints-dir",
+         str(_records_dir(root) / "endpoints")],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env, cwd=root)
+    if progress:
+        progress(f"starting the local SageMaker Runtime on {url}")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        if _answers(f"{url}/ping"):
+            return replace(state, runtime_url=url, runtime_pid=process.pid)
+        time.sleep(0.1)
+    process.terminate()
+    raise LocalModeError(f"the local SageMaker Runtime did not start; see {state_dir / 'runtime.log'}")
+
+
+def _answers(url: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _stop_process_group(pid: int | None) -> None:
+    if not _pid_alive(pid):
+        return
+    try:
+        os.killpg(os.getpgid(pid), signal.SIGTERM)
+    except OSError:
+        return
+    deadline = time.monotonic() + 10
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+
+def _stop_endpoints(root: Path, state: LocalState) -> None:
+    """Local endpoints and the runtime in front of them live as long as the embedded AWS."""
+    from modelwerk.local.endpoints import stop_all
+
+    stop_all(_records_dir(root))
+    _stop_process_group(state.runtime_pid)
+
+
 def down(root: Path | str | None = None) -> bool:
     """Stop the background embedded AWS and discard its state; True if one was running."""
     root = _root(root)
@@ -240,6 +317,7 @@ def down(root: Path | str | None = None) -> bool:
     if not path.is_file():
         return False
     state = LocalState(**json.loads(path.read_text(encoding="utf-8")))
+    _stop_endpoints(root, state)
     if state.pid == os.getpid():
         stop(root)
         return True
@@ -256,7 +334,7 @@ def down(root: Path | str | None = None) -> bool:
     path.unlink(missing_ok=True)
     _clear_dependent_records(root)
     if os.environ.get("AWS_ENDPOINT_URL") == state.endpoint_url:
-        for name in ("AWS_ENDPOINT_URL", "MODELWERK_LOCAL_ROOT"):
+        for name in ("AWS_ENDPOINT_URL", "MODELWERK_LOCAL_ROOT", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"):
             os.environ.pop(name, None)
     return was_running
 
@@ -300,7 +378,9 @@ def start(root: Path | str | None = None) -> LocalState:
                        root=str(root))
     state = replace(state, credentials=_dev_credentials(state))
     _state_dir(root).mkdir(parents=True, exist_ok=True)
+    state = _start_runtime(state, root)
     _state_file(root).write_text(json.dumps(asdict(state), indent=1))
+    activate(state)
     deploy(state, root)
     return state
 
@@ -309,10 +389,13 @@ def stop(root: Path | str | None = None) -> None:
     """End in-process local mode started with :func:`start`."""
     global _in_process
     root = _root(root)
+    path = _state_file(root)
+    if path.is_file():
+        _stop_endpoints(root, LocalState(**json.loads(path.read_text(encoding="utf-8"))))
     if _in_process is not None:
         _in_process.stop()
         _in_process = None
-    _state_file(root).unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
     _clear_dependent_records(root)
     for name in ("AWS_ENDPOINT_URL", "MODELWERK_LOCAL_ROOT"):
         os.environ.pop(name, None)

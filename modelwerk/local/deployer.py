@@ -39,6 +39,17 @@ _LOCAL_RUNTIME = {
 }
 
 
+_PIPELINE_RULE_NOTE = ("starts a SageMaker pipeline: the embedded EventBridge fails every event matching such a "
+                       "rule, so the local runtime starts the pipeline through the local executor instead")
+
+
+def _starts_pipeline(resource: dict[str, Any]) -> bool:
+    """An EventBridge rule with a SageMaker pipeline target (kept out of the embedded EventBridge)."""
+    if resource.get("Type") != "AWS::Events::Rule":
+        return False
+    return any("SageMakerPipelineParameters" in t for t in resource.get("Properties", {}).get("Targets", []))
+
+
 def _kms_key_tags(properties: dict[str, Any]) -> dict[str, Any]:
     """moto's KMS model reads tags as the API spells them (TagKey/TagValue), CloudFormation spells them Key/Value."""
     tags = properties.get("Tags")
@@ -93,9 +104,23 @@ def _lifecycle_rule(index: int, rule: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _complete_repository(d: "StackDeployer", physical_id: str, p: dict[str, Any]) -> None:
+    """Apply what moto's CloudFormation repository model ignores: the repository policy and the lifecycle policy."""
+    p = d.resolver.resolve({k: p[k] for k in ("RepositoryPolicyText", "LifecyclePolicy") if k in p})
+    ecr = d.client("ecr")
+    policy = p.get("RepositoryPolicyText")
+    if policy:
+        ecr.set_repository_policy(repositoryName=physical_id,
+                                  policyText=policy if isinstance(policy, str) else json.dumps(policy))
+    lifecycle = (p.get("LifecyclePolicy") or {}).get("LifecyclePolicyText")
+    if lifecycle:
+        ecr.put_lifecycle_policy(repositoryName=physical_id, lifecyclePolicyText=lifecycle)
+
+
 #: Properties moto's CloudFormation models accept but do not apply, applied through the API after each wave.
 _COMPLETIONS: dict[str, Callable[["StackDeployer", str, dict[str, Any]], None]] = {
     "AWS::S3::Bucket": _complete_bucket,
+    "AWS::ECR::Repository": _complete_repository,
 }
 
 
@@ -200,8 +225,9 @@ class StackDeployer:
         return self.session.client(service, region_name=self.stack.region)
 
     # -- classification -------------------------------------------------------------------------------------------
-    def _route(self, resource_type: str) -> str:
-        if resource_type in _LOCAL_RUNTIME:
+    def _route(self, resource_type: str, logical_id: str | None = None) -> str:
+        if resource_type in _LOCAL_RUNTIME or resource_type in LOCAL_RECORDS or (
+                logical_id and _starts_pipeline(self.resources[logical_id])):
             return "local-runtime"
         if resource_type in API_HANDLERS:
             return "api"
@@ -248,7 +274,7 @@ class StackDeployer:
         record = self.deployment.resources.get(logical_id)
         if logical_id not in self.resources or (record and record.via == "cloudformation"):
             return None
-        if logical_id in self.resources and self._route(self.resources[logical_id]["Type"]) == "cloudformation":
+        if logical_id in self.resources and self._route(self.resources[logical_id]["Type"], logical_id) == "cloudformation":
             return None
         try:
             return self._lookup(logical_id, attribute)
@@ -258,7 +284,7 @@ class StackDeployer:
     # -- deployment -----------------------------------------------------------------------------------------------
     def deploy(self) -> StackDeployment:
         pending = set(self.resources)
-        routes = {lid: self._route(r["Type"]) for lid, r in self.resources.items()}
+        routes = {lid: self._route(r["Type"], lid) for lid, r in self.resources.items()}
         while pending:
             done = set(self.resources) - pending
             ready = {lid for lid in pending if self._dependencies(lid) <= done}
@@ -350,15 +376,29 @@ class StackDeployer:
             properties = self.resolver.resolve(self.resources[logical_id].get("Properties", {}))
             physical_id, attributes = API_HANDLERS[resource_type](self, logical_id, properties)
             self.deployment.resources[logical_id] = DeployedResource(logical_id, resource_type, "api", physical_id, attributes)
+        elif route == "local-runtime" and resource_type in LOCAL_RECORDS:
+            properties = self.resolver.resolve(self.resources[logical_id].get("Properties", {}))
+            physical_id, attributes, note = LOCAL_RECORDS[resource_type](self, logical_id, properties)
+            self.deployment.resources[logical_id] = DeployedResource(
+                logical_id, resource_type, route, physical_id=physical_id, attributes=attributes, note=note)
         elif route == "local-runtime":
+            note = _LOCAL_RUNTIME.get(resource_type) or _PIPELINE_RULE_NOTE
+            attributes = {}
+            if resource_type == "AWS::Events::Rule":
+                name = self.resources[logical_id].get("Properties", {}).get("Name") or logical_id
+                attributes["Arn"] = f"arn:aws:events:{self.stack.region}:{self.stack.account}:rule/{name}"
             self.deployment.resources[logical_id] = DeployedResource(
-                logical_id, resource_type, route, note=_LOCAL_RUNTIME[resource_type]
-            )
+                logical_id, resource_type, route, physical_id=attributes.get("Arn"), attributes=attributes, note=note)
         else:
-            log.info("%s: %s (%s) is not emulated locally", self.stack.name, logical_id, resource_type)
-            self.deployment.resources[logical_id] = DeployedResource(
-                logical_id, resource_type, route, note="no local equivalent; deployed only on AWS"
-            )
+            note = "no local equivalent; deployed only on AWS"
+            if resource_type in NOT_EMULATED_NOTES:
+                try:
+                    properties = self.resolver.resolve(self.resources[logical_id].get("Properties", {}))
+                    note = NOT_EMULATED_NOTES[resource_type](properties) or note
+                except (Unresolvable, ValueError, KeyError, TypeError) as error:
+                    log.debug("%s: no specific note for %s: %s", self.stack.name, logical_id, error)
+            log.info("%s: %s (%s) is not emulated locally: %s", self.stack.name, logical_id, resource_type, note)
+            self.deployment.resources[logical_id] = DeployedResource(logical_id, resource_type, route, note=note)
 
 
 def _collect_targets(value: Any, wanted: set[tuple[str, str | None]]) -> None:
@@ -528,6 +568,21 @@ def _capitalize_lf(resource: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _pipeline(d: StackDeployer, lid: str, p: dict[str, Any]):
+    """The pipeline with its definition (``PipelineDefinitionBody``, placeholders already substituted), so the local
+    executor reads back what was deployed, as ``DescribePipeline`` returns it on AWS."""
+    definition = p.get("PipelineDefinition") or {}
+    body = definition.get("PipelineDefinitionBody")
+    if body is None:
+        raise LocalModeError(f"{lid}: only an inline PipelineDefinitionBody is deployed locally")
+    args = {"PipelineName": p["PipelineName"], "PipelineDefinition": body, "RoleArn": p["RoleArn"]}
+    for key in ("PipelineDisplayName", "PipelineDescription"):
+        if p.get(key):
+            args[key] = p[key]
+    arn = d.client("sagemaker").create_pipeline(**args)["PipelineArn"]
+    return p["PipelineName"], {"PipelineArn": arn}
+
+
 def _model_package_group(d: StackDeployer, lid: str, p: dict[str, Any]):
     """The group through the API; its resource policy is recorded only (the embedded SageMaker has no
     PutModelPackageGroupPolicy): locally, accounts reach the registry by assuming a role in it."""
@@ -539,8 +594,134 @@ def _model_package_group(d: StackDeployer, lid: str, p: dict[str, Any]):
     return p["ModelPackageGroupName"], {"ModelPackageGroupArn": arn, "note": note}
 
 
+#: PutMetricAlarm's parameters, which CloudFormation's AWS::CloudWatch::Alarm properties spell the same way.
+_ALARM_PARAMETERS = {"AlarmName", "AlarmDescription", "ActionsEnabled", "OKActions", "AlarmActions",
+                     "InsufficientDataActions", "MetricName", "Namespace", "Statistic", "ExtendedStatistic",
+                     "Dimensions", "Period", "Unit", "EvaluationPeriods", "DatapointsToAlarm", "Threshold",
+                     "ComparisonOperator", "TreatMissingData", "EvaluateLowSampleCountPercentile", "Metrics", "Tags",
+                     "ThresholdMetricId"}
+_METRIC_QUERY_KEYS = {"Id", "MetricStat", "Expression", "Label", "ReturnData", "Period", "AccountId"}
+
+
+def _alarm_name(d: StackDeployer, lid: str, p: dict[str, Any]) -> tuple[str, str]:
+    """The alarm's name (CloudFormation's generated one when the template sets none) and its ARN."""
+    name = p.get("AlarmName") or f"{d.stack.name}-{lid}"
+    return name, f"arn:aws:cloudwatch:{d.stack.region}:{d.stack.account}:alarm:{name}"
+
+
+def _metric_alarm(d: StackDeployer, lid: str, p: dict[str, Any]):
+    """The alarm through PutMetricAlarm; the embedded CloudWatch stores it, the local alarm evaluator judges it."""
+    name, arn = _alarm_name(d, lid, p)
+    unknown = sorted(set(p) - _ALARM_PARAMETERS)
+    if unknown:
+        raise LocalModeError(f"{d.stack.name}/{lid}: AWS::CloudWatch::Alarm properties {unknown} are not deployed "
+                             "locally")
+    args = {**p, "AlarmName": name}
+    for key in ("Period", "EvaluationPeriods", "DatapointsToAlarm"):
+        if key in args:
+            args[key] = int(args[key])
+    if "Threshold" in args:
+        args["Threshold"] = float(args["Threshold"])
+    if "Metrics" in args:
+        queries = []
+        for query in args["Metrics"]:
+            query = {k: v for k, v in query.items() if k in _METRIC_QUERY_KEYS}
+            if "MetricStat" in query:
+                query["MetricStat"] = {**query["MetricStat"], "Period": int(query["MetricStat"]["Period"])}
+            if "Period" in query:
+                query["Period"] = int(query["Period"])
+            queries.append(query)
+        args["Metrics"] = queries
+    d.client("cloudwatch").put_metric_alarm(**args)
+    return name, {"Arn": arn}
+
+
+def _composite_alarm(d: StackDeployer, lid: str, p: dict[str, Any]):
+    """Recorded only: the embedded CloudWatch has no PutCompositeAlarm. The local alarm evaluator reads the record,
+    evaluates the rule over the other alarms' states and runs the actions."""
+    from modelwerk.local.alarms import RuleError, Unsupported, parse_rule
+
+    name, arn = _alarm_name(d, lid, p)
+    note = ("composite alarm recorded locally (the embedded CloudWatch cannot store one); the local alarm evaluator "
+            "evaluates its rule")
+    try:
+        parse_rule(p["AlarmRule"])
+    except RuleError as error:
+        raise LocalModeError(f"{d.stack.name}/{lid}: AlarmRule {p['AlarmRule']!r} does not parse: {error}") from None
+    except Unsupported as error:
+        note += f"; {error}"
+    definition = {"AlarmName": name, "Arn": arn, "AlarmRule": p["AlarmRule"],
+                  "AlarmDescription": p.get("AlarmDescription"), "ActionsEnabled": p.get("ActionsEnabled", True),
+                  "AlarmActions": p.get("AlarmActions", []), "OKActions": p.get("OKActions", []),
+                  "InsufficientDataActions": p.get("InsufficientDataActions", [])}
+    if p.get("ActionsSuppressor"):
+        definition["ActionsSuppressor"] = p["ActionsSuppressor"]
+        note += "; its actions suppressor is not applied locally"
+    return name, {"Arn": arn, "Alarm": definition}, note
+
+
+#: CodeBuild's CreateProject parameters; CloudFormation spells them in PascalCase (see _codebuild_shape).
+_CODEBUILD_PARAMETERS = {"name", "description", "source", "secondarySources", "sourceVersion",
+                         "secondarySourceVersions", "artifacts", "secondaryArtifacts", "cache", "environment",
+                         "serviceRole", "timeoutInMinutes", "queuedTimeoutInMinutes", "encryptionKey", "tags",
+                         "vpcConfig", "badgeEnabled", "logsConfig", "fileSystemLocations", "buildBatchConfig",
+                         "concurrentBuildLimit", "autoRetryLimit"}
+
+
+def _codebuild_shape(value: Any) -> Any:
+    """CloudFormation's PascalCase CodeBuild properties in the API's camelCase (``BuildSpec`` is ``buildspec``)."""
+    if isinstance(value, list):
+        return [_codebuild_shape(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    return {("buildspec" if key == "BuildSpec" else key[:1].lower() + key[1:]): _codebuild_shape(v)
+            for key, v in value.items()}
+
+
+def _codebuild_project(d: StackDeployer, lid: str, p: dict[str, Any]):
+    """The project through CreateProject, so that names and settings can be read back; no build runs locally."""
+    args = _codebuild_shape(p)
+    args["name"] = args.get("name") or f"{d.stack.name}-{lid}"
+    dropped = sorted(set(args) - _CODEBUILD_PARAMETERS)
+    args = {k: v for k, v in args.items() if k in _CODEBUILD_PARAMETERS}
+    project = d.client("codebuild").create_project(**args)["project"]
+    note = "no build runs locally (no Docker)"
+    if dropped:
+        note += f"; not part of CreateProject, not applied locally: {', '.join(dropped)}"
+    return args["name"], {"Arn": project.get("arn") or f"arn:aws:codebuild:{d.stack.region}:{d.stack.account}:"
+                                                         f"project/{args['name']}", "note": note}
+
+
+def _aws_custom_resource_note(p: dict[str, Any]) -> str:
+    """What an ``AwsCustomResource`` would call on AWS (its Lambda cannot run in the embedded AWS)."""
+    call = json.loads(p.get("Create") or p.get("Update") or "{}")
+    if not call.get("service"):
+        return ""
+    note = f"calls {call['service']}:{call.get('action')} on deploy; not called locally"
+    if call["service"].lower() == "codebuild" and call.get("action") == "startBuild":
+        note += " (no image is built locally: local endpoints run the serving code as processes)"
+    return note
+
+
+#: Types recorded as not emulated, with a note read from their resolved properties.
+NOT_EMULATED_NOTES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "Custom::AWS": _aws_custom_resource_note,
+}
+
+
+LocalRecord = Callable[[StackDeployer, str, dict[str, Any]], tuple[str | None, dict[str, Any], str]]
+
+#: Types the local runtime takes over from their resolved properties: (physical id, attributes, note).
+LOCAL_RECORDS: dict[str, LocalRecord] = {
+    "AWS::CloudWatch::CompositeAlarm": _composite_alarm,
+}
+
+
 API_HANDLERS: dict[str, Handler] = {
+    "AWS::CloudWatch::Alarm": _metric_alarm,
+    "AWS::CodeBuild::Project": _codebuild_project,
     "AWS::SageMaker::ModelPackageGroup": _model_package_group,
+    "AWS::SageMaker::Pipeline": _pipeline,
     "AWS::S3::BucketPolicy": _bucket_policy,
     "AWS::SQS::QueuePolicy": _queue_policy,
     "AWS::SecretsManager::Secret": _secret,

@@ -5,14 +5,21 @@ itself, narrowly: rules are read from the embedded EventBridge, matched with the
 ``TestEventPattern`` API answers nothing), and a
 Lambda target is invoked in-process through the local Lambda host. Everything delivered is returned, so callers can
 show it.
+
+What AWS services emit themselves (SageMaker's model package state changes, for example) the local runtime dispatches
+here too. Besides the rules, an event reaches in-process subscribers (:func:`subscribe`), and every event is appended to
+``<records>/local/events.jsonl`` so that another process can follow what was dispatched.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import boto3
 
@@ -28,11 +35,80 @@ class Delivery:
     result: Any
 
 
-def put_event(event: dict[str, Any], *, bus: str = "default", stage: str = "dev") -> list[Delivery]:
-    """Route ``event`` (the full EventBridge envelope) to every matching rule's targets."""
+#: In-process subscribers by detail-type: the local stand-in for a rule whose target lives in this process.
+_subscribers: dict[str, list[Callable[[dict[str, Any]], Any]]] = {}
+_subscribers_lock = threading.Lock()
+_log_lock = threading.Lock()
+EVENTS_FILE = "events.jsonl"
+
+
+def subscribe(detail_type: str, callback: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+    """Call ``callback(event)`` for every locally dispatched event of ``detail_type``; returns ``callback``.
+
+    Example
+    -------
+    >>> events.subscribe("SageMaker Model Package State Change", lambda event: print(event["detail"]))
+    """
+    with _subscribers_lock:
+        _subscribers.setdefault(detail_type, []).append(callback)
+    return callback
+
+
+def unsubscribe(detail_type: str, callback: Callable[[dict[str, Any]], Any]) -> bool:
+    """Stop calling ``callback`` for ``detail_type``; False if it was not subscribed."""
+    with _subscribers_lock:
+        callbacks = _subscribers.get(detail_type, [])
+        if callback not in callbacks:
+            return False
+        callbacks.remove(callback)
+        return True
+
+
+def events_file(root: Path | str | None = None) -> Path | None:
+    """Where dispatched events are appended (``<records>/local/events.jsonl``), or None outside a checkout."""
+    from modelwerk import local, settings
+
+    root = root or os.environ.get("MODELWERK_LOCAL_ROOT") or settings.find_checkout()
+    if root is None and not os.environ.get("MODELWERK_STATE_DIR"):
+        return None
+    return local._records_dir(Path(root or ".")) / "local" / EVENTS_FILE
+
+
+def _record(event: dict[str, Any]) -> None:
+    path = events_file()
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _log_lock, path.open("a", encoding="utf-8") as stream:
+        stream.write(json.dumps(event, default=str) + "\n")
+
+
+def _notify_subscribers(event: dict[str, Any]) -> list[Delivery]:
+    with _subscribers_lock:
+        callbacks = list(_subscribers.get(event.get("detail-type", ""), []))
+    deliveries = []
+    for callback in callbacks:
+        name = f"{getattr(callback, '__module__', '')}.{getattr(callback, '__qualname__', repr(callback))}"
+        try:
+            result: Any = callback(event)
+        except Exception as error:  # a subscriber's failure is reported on its delivery, not raised into the caller
+            log.warning("subscriber %s failed on %s: %s", name, event.get("detail-type"), error)
+            result = error
+        deliveries.append(Delivery("local-subscriber", f"python:{name}", result))
+    return deliveries
+
+
+def put_event(event: dict[str, Any], *, bus: str = "default", stage: str = "dev",
+              session: Any = None) -> list[Delivery]:
+    """Route ``event`` (the full EventBridge envelope) to every matching rule's targets and to the subscribers.
+
+    ``session`` (a boto3 session) reads the rules of another account, the registry's for example; default: this
+    process's default session (the dev account). ``stage`` is the local stage whose functions the targets name.
+    """
     from moto.events.models import EventPattern
 
-    events = boto3.client("events")
+    _record(event)
+    events = (session or boto3).client("events")
     deliveries = []
     for page in events.get_paginator("list_rules").paginate(EventBusName=bus):
         for rule in page["Rules"]:
@@ -48,4 +124,4 @@ def put_event(event: dict[str, Any], *, bus: str = "default", stage: str = "dev"
                     deliveries.append(Delivery(rule["Name"], arn, lambdas.invoke(name, payload, stage=stage)))
                 else:
                     log.info("rule %s: target %s is not routed locally", rule["Name"], arn)
-    return deliveries
+    return deliveries + _notify_subscribers(event)

@@ -21,6 +21,14 @@ from modelwerk.errors import ExecutionFailedError
 CONTAINER_ROOT = "/opt/ml/"
 
 
+class StepFailed(ExecutionFailedError):
+    """A job's process failed; ``log`` holds everything it printed."""
+
+    def __init__(self, message: str, *, log: str = "") -> None:
+        super().__init__(message)
+        self.log = log
+
+
 @dataclass(frozen=True)
 class JobResult:
     """What the executor records of a finished job: its describe-like properties, log and duration."""
@@ -69,10 +77,21 @@ def stage_out(s3: Any, source: Path, uri: str) -> int:
 
 
 def _local(value: str, root: Path) -> str:
-    """A container path below /opt/ml, mapped into the work folder; anything else unchanged."""
-    if value.startswith(CONTAINER_ROOT):
-        return str(root / value[len(CONTAINER_ROOT):])
-    return value
+    """Container paths below /opt/ml, mapped into the work folder (also inside a shell command); the rest unchanged."""
+    return value.replace(CONTAINER_ROOT, f"{root}/")
+
+
+def process_environment(root: Path, job_environment: dict[str, Any], base: dict[str, str] | None) -> dict[str, str]:
+    """The variables a job's process gets: ours, the job's (paths mapped), and this machine's Python as ``python3``."""
+    env = {**os.environ, **(base or {}), **{k: _local(str(v), root) for k, v in job_environment.items()}}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+def failure_message(step: str, result: subprocess.CompletedProcess) -> str:
+    """A failed job's reason: the script's last line on stderr, as SageMaker shows a job's FailureReason."""
+    lines = result.stderr.strip().splitlines() or (result.stdout or "").strip().splitlines() or ["(no output)"]
+    return f"step {step} failed (exit {result.returncode}): {lines[-1]}"
 
 
 def run_processing_job(name: str, arguments: dict[str, Any], *, work_dir: Path, s3: Any,
@@ -91,6 +110,8 @@ def run_processing_job(name: str, arguments: dict[str, Any], *, work_dir: Path, 
     app = arguments["AppSpecification"]
     entrypoint = [sys.executable if part in ("python", "python3") else _local(part, root)
                   for part in app.get("ContainerEntrypoint", [])]
+    if not entrypoint:
+        raise ExecutionFailedError(f"step {name}: the job names no ContainerEntrypoint to run")
     command = entrypoint + [_local(str(a), root) for a in app.get("ContainerArguments", [])]
     # The scripts take every channel's path as --<name>, so the mapped folders reach them without /opt/ml.
     for item in inputs:
@@ -98,14 +119,11 @@ def run_processing_job(name: str, arguments: dict[str, Any], *, work_dir: Path, 
             command += [f"--{item['InputName']}", _local(item["S3Input"]["LocalPath"], root)]
     for item in outputs:
         command += [f"--{item['OutputName']}", _local(item["S3Output"]["LocalPath"], root)]
-    env = {**os.environ, **(environment or {}),
-           **{k: _local(str(v), root) for k, v in arguments.get("Environment", {}).items()}}
+    env = process_environment(root, arguments.get("Environment", {}), environment)
     result = subprocess.run(command, env=env, cwd=work_dir, capture_output=True, text=True)
     log = result.stdout + result.stderr
     if result.returncode != 0:
-        # The scripts end a failure with one line on stderr, as SageMaker shows a job's FailureReason.
-        lines = result.stderr.strip().splitlines() or log.strip().splitlines() or ["(no output)"]
-        raise ExecutionFailedError(f"step {name} failed (exit {result.returncode}): {lines[-1]}")
+        raise StepFailed(failure_message(name, result), log=log)
     for item in outputs:
         stage_out(s3, Path(_local(item["S3Output"]["LocalPath"], root)), item["S3Output"]["S3Uri"])
     properties = {

@@ -7,7 +7,8 @@ Inputs (``/opt/ml/processing/input/<name>``, or ``--<name> PATH``):
 Outputs (``/opt/ml/processing/output/<name>``, or ``--<name> PATH``):
     train, validation, test   ``<name>.csv`` (header; the contract's input_schema columns, then the label) and
                               ``schema.json``
-    lineage                   ``lineage.json``: snapshot id, the objects read (key, version, sha256), the split
+    lineage                   ``lineage.json``: snapshot id, the objects read (key, version, sha256), the split,
+                              the model's ``input_schema`` (name and type, in the order a CSV request carries them)
 Other arguments: ``--snapshot-id`` (checked against the manifest unless ``latest``; the resolved id is recorded),
 ``--snapshot-bucket`` (the curated bucket, to follow a pointer), ``--train-fraction`` (0.70),
 ``--validation-fraction`` (0.15; test gets the rest).
@@ -62,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             {"key": o["key"], "version_id": o.get("version_id"), "sha256": o["sha256"]} for o in manifest["objects"]
         ],
         "columns": sc.model_columns(contract),
+        "input_schema": schema["input_schema"],
         "label": contract.label,
         "task": contract.task,
         **report,

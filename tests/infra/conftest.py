@@ -36,7 +36,8 @@ class Synthesized:
     _templates: dict[tuple[str, str], Template] = field(default_factory=dict)
 
     def stack(self, env: str, stack_id: str) -> Stack:
-        stage = self.app.node.find_child(STAGE_IDS[env])
+        """A stack of an environment's stage, or of its endpoints stage when ``env`` is ``<env>-endpoints``."""
+        stage = self.app.node.find_child(STAGE_IDS.get(env, env))
         return stage.node.find_child(stack_id)  # type: ignore[return-value]
 
     def template(self, env: str, stack_id: str) -> Template:
@@ -44,6 +45,12 @@ class Synthesized:
         if key not in self._templates:
             self._templates[key] = Template.from_stack(self.stack(env, stack_id))
         return self._templates[key]
+
+    def endpoint_template(self, env: str, endpoint: str) -> Template:
+        """The stack of one configured endpoint (stage ``<env>-endpoints``, stack id the endpoint's PascalCase)."""
+        from cdk_constructs.ids import pascal
+
+        return self.template(f"{env}-endpoints", pascal(endpoint))
 
     def template_files(self) -> list[Path]:
         return sorted(self.outdir.glob("assembly-*/*.template.json"))

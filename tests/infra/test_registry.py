@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import re
 
 import pytest
@@ -58,32 +60,44 @@ def test_artifact_key_rotates(registry):
     registry.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
 
 
-def test_bucket_policy_allows_exactly_the_workload_accounts_to_read_over_tls(synthesized, registry, config):
+def test_bucket_policy_lets_the_workload_accounts_read_and_the_training_accounts_write_pipeline_outputs(
+        synthesized, registry, config):
     stack = synthesized.stack("registry", "ModelRegistry")
     policies = registry.find_resources(
         "AWS::S3::BucketPolicy", {"Properties": {"Bucket": stack.resolve(stack.artifacts.bucket.bucket_name)}}
     )
     (policy,) = policies.values()
     allows = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
-    assert allows
+    training = {e.account for e in config.training_environments}
+    assert training == {config.environment("dev").account}
+    reads = [s for s in allows if s["Sid"].startswith("WorkloadAccounts")]
+    writes = [s for s in allows if s["Sid"] == "TrainingAccountsWritePipelineOutputs"]
+    assert len(reads) == 2 and len(writes) == 1 and len(allows) == 3
     for statement in allows:
-        assert principal_accounts(statement["Principal"]["AWS"]) == workload_accounts(config)
         assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "true"}}
+    for statement in reads:
+        assert principal_accounts(statement["Principal"]["AWS"]) == workload_accounts(config)
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         assert all(a.startswith(("s3:Get", "s3:List")) for a in actions), actions
+    (write,) = writes
+    assert principal_accounts(write["Principal"]["AWS"]) == training
+    assert sorted(write["Action"]) == ["s3:AbortMultipartUpload", "s3:PutObject"]
+    assert json.dumps(write["Resource"]).endswith('/pipelines/*"]]}')  # never the whole bucket, never delete
 
 
-def test_key_policy_lets_the_workload_accounts_decrypt_and_describe_only(registry, config):
-    keys = registry.find_resources("AWS::KMS::Key")
-    (key,) = keys.values()
+def test_key_policy_lets_the_workload_accounts_decrypt_and_only_the_training_accounts_encrypt(
+        synthesized, registry, config):
+    stack = synthesized.stack("registry", "ModelRegistry")
+    key_id = stack.resolve(stack.artifacts.key.key_arn)["Fn::GetAtt"][0]
+    key = registry.find_resources("AWS::KMS::Key")[key_id]
     statements = key["Properties"]["KeyPolicy"]["Statement"]
-    workload_statements = [
-        s for s in statements if principal_accounts(s["Principal"]["AWS"]) & workload_accounts(config)
-    ]
-    assert len(workload_statements) == 1
-    (statement,) = workload_statements
-    assert principal_accounts(statement["Principal"]["AWS"]) == workload_accounts(config)
-    assert sorted(statement["Action"]) == ["kms:Decrypt", "kms:DescribeKey"]
+    by_sid = {s.get("Sid"): s for s in statements if principal_accounts(s["Principal"]["AWS"]) & workload_accounts(config)}
+    assert set(by_sid) == {"WorkloadAccountsDecrypt", "TrainingAccountsEncrypt"}
+    assert principal_accounts(by_sid["WorkloadAccountsDecrypt"]["Principal"]["AWS"]) == workload_accounts(config)
+    assert sorted(by_sid["WorkloadAccountsDecrypt"]["Action"]) == ["kms:Decrypt", "kms:DescribeKey"]
+    assert principal_accounts(by_sid["TrainingAccountsEncrypt"]["Principal"]["AWS"]) == {
+        e.account for e in config.training_environments}
+    assert sorted(by_sid["TrainingAccountsEncrypt"]["Action"]) == ["kms:Encrypt", "kms:GenerateDataKey"]
 
 
 @pytest.mark.parametrize("name", ["buckets/model-artifacts", "kms/model-artifacts-key-arn"])

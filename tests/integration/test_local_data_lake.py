@@ -7,51 +7,15 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import boto3
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from local_cli import cli_json, run_cli
+
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-mode")]
-
-
-def run_cli(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "modelwerk.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(f"modelwerk {' '.join(args)} failed: {result.stderr}")
-    return result
-
-
-def cli_json(*args: str, env: dict[str, str]) -> dict:
-    return json.loads(run_cli(*args, "--json", env=env).stdout)
-
-
-@pytest.fixture(scope="module")
-def cli_env(tmp_path_factory):
-    state_dir = tmp_path_factory.mktemp("modelwerk-state")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(MODELWERK_STATE_DIR=str(state_dir), PYTHONPATH=str(ROOT))
-    return env
-
-
-@pytest.fixture(scope="module")
-def local_mode(cli_env):
-    state = cli_json("local", "up", env=cli_env)
-    saved = dict(os.environ)
-    os.environ.update(AWS_ENDPOINT_URL=state["endpoint_url"], AWS_ACCESS_KEY_ID="testing",
-                      AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=state["region"],
-                      MODELWERK_STATE_DIR=cli_env["MODELWERK_STATE_DIR"])
-    yield state
-    run_cli("local", "down", env=cli_env, check=False)
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 @pytest.fixture(scope="module")

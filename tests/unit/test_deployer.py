@@ -6,6 +6,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from modelwerk.errors import LocalModeError
 from modelwerk.local.assembly import StackArtifact
 from modelwerk.local.deployer import deploy_stack
 
@@ -101,3 +102,128 @@ def test_bucket_settings_moto_ignores_are_applied(aws, stack):
     assert s3.get_public_access_block(Bucket="modelwerk-dev-raw-test")["PublicAccessBlockConfiguration"]["BlockPublicPolicy"]
     rule = s3.get_bucket_lifecycle_configuration(Bucket="modelwerk-dev-raw-test")["Rules"][0]
     assert rule["Expiration"]["Days"] == 7 and rule["NoncurrentVersionExpiration"]["NoncurrentDays"] == 3
+
+
+ALARMS = {
+    "Resources": {
+        "Topic": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": "serving-alarms"}},
+        "Errors": {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+            "AlarmName": "churn-invocation-5xx", "AlarmDescription": "5xx errors",
+            "Namespace": "AWS/SageMaker", "MetricName": "Invocation5XXErrors", "Statistic": "Sum",
+            "Dimensions": [{"Name": "EndpointName", "Value": "churn"}, {"Name": "VariantName", "Value": "AllTraffic"}],
+            "Period": 60, "EvaluationPeriods": 1, "DatapointsToAlarm": 1, "Threshold": 5,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold", "TreatMissingData": "notBreaching",
+            "AlarmActions": [{"Ref": "Topic"}]}},
+        "Latency": {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+            "Namespace": "AWS/SageMaker", "MetricName": "ModelLatency", "ExtendedStatistic": "p99",
+            "Period": 60, "EvaluationPeriods": 1, "Threshold": 500000, "ComparisonOperator": "GreaterThanThreshold"}},
+        "ErrorRate": {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+            "AlarmName": "churn-error-rate", "EvaluationPeriods": 2, "Threshold": 5,
+            "ComparisonOperator": "GreaterThanThreshold",
+            "Metrics": [{"Id": "rate", "Expression": "100 * errors / calls", "ReturnData": True},
+                        {"Id": "errors", "ReturnData": False, "MetricStat": {"Period": 60, "Stat": "Sum", "Metric": {
+                            "Namespace": "AWS/SageMaker", "MetricName": "Invocation5XXErrors"}}},
+                        {"Id": "calls", "ReturnData": False, "MetricStat": {"Period": 60, "Stat": "Sum", "Metric": {
+                            "Namespace": "AWS/SageMaker", "MetricName": "Invocations"}}}]}},
+        "Rollback": {"Type": "AWS::CloudWatch::CompositeAlarm", "Properties": {
+            "AlarmName": "churn-rollback",
+            "AlarmRule": {"Fn::Join": ["", ["ALARM(\"", {"Fn::GetAtt": ["Errors", "Arn"]}, "\") OR ALARM(\"",
+                                            {"Fn::GetAtt": ["Latency", "Arn"]}, "\")"]]},
+            "AlarmActions": [{"Ref": "Topic"}]}},
+    },
+}
+
+
+@pytest.fixture
+def alarm_stack(tmp_path):
+    def write(template):
+        path = tmp_path / "Dev-Serving.template.json"
+        path.write_text(json.dumps(template))
+        return StackArtifact(name="Dev-Serving", template_file=path, assets_file=None, account="123456789012",
+                             region="eu-central-1", dependencies=())
+    return write
+
+
+def test_metric_alarms_are_put_through_the_api_with_their_names(aws, alarm_stack):
+    deployment = deploy_stack(aws, alarm_stack(ALARMS))
+    assert {lid: (r.via, r.physical_id) for lid, r in deployment.resources.items() if lid != "Topic"} == {
+        "Errors": ("api", "churn-invocation-5xx"), "Latency": ("api", "Dev-Serving-Latency"),
+        "ErrorRate": ("api", "churn-error-rate"), "Rollback": ("local-runtime", "churn-rollback")}
+    alarms = {a["AlarmName"]: a for a in aws.client("cloudwatch").describe_alarms()["MetricAlarms"]}
+    errors = alarms["churn-invocation-5xx"]
+    assert errors == {**errors, "Statistic": "Sum", "Threshold": 5.0, "TreatMissingData": "notBreaching",
+                      "AlarmActions": ["arn:aws:sns:eu-central-1:123456789012:serving-alarms"],
+                      "AlarmDescription": "5xx errors"}
+    assert alarms["Dev-Serving-Latency"]["ExtendedStatistic"] == "p99"
+    assert [m["Id"] for m in alarms["churn-error-rate"]["Metrics"]] == ["rate", "errors", "calls"]
+
+
+def test_a_composite_alarm_is_recorded_for_the_local_evaluator(aws, alarm_stack):
+    record = deploy_stack(aws, alarm_stack(ALARMS)).resources["Rollback"]
+    alarm = record.attributes["Alarm"]
+    assert alarm["AlarmRule"] == ('ALARM("arn:aws:cloudwatch:eu-central-1:123456789012:alarm:churn-invocation-5xx") '
+                                  'OR ALARM("arn:aws:cloudwatch:eu-central-1:123456789012:alarm:Dev-Serving-Latency")')
+    assert alarm["AlarmActions"] == ["arn:aws:sns:eu-central-1:123456789012:serving-alarms"]
+    assert record.attributes["Arn"] == "arn:aws:cloudwatch:eu-central-1:123456789012:alarm:churn-rollback"
+    assert "local alarm evaluator" in record.note
+
+
+def test_a_composite_alarm_rule_that_does_not_parse_fails_the_deployment(aws, alarm_stack):
+    broken = {"Resources": {"Rollback": {"Type": "AWS::CloudWatch::CompositeAlarm", "Properties": {
+        "AlarmName": "broken", "AlarmRule": "ALARM(\"a\") AND"}}}}
+    with pytest.raises(LocalModeError, match=r"Dev-Serving/Rollback: AlarmRule .* does not parse"):
+        deploy_stack(aws, alarm_stack(broken))
+
+
+IMAGE_BUILD = {
+    "Resources": {
+        "BuildRole": {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": {
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                    "Principal": {"Service": "codebuild.amazonaws.com"}}]}}},
+        "Build": {"Type": "AWS::CodeBuild::Project", "Properties": {
+            "Name": "modelwerk-serving-image", "Description": "Builds the serving image",
+            "Artifacts": {"Type": "NO_ARTIFACTS"}, "Cache": {"Type": "NO_CACHE"},
+            "Source": {"Type": "S3", "Location": "assets/context.zip", "BuildSpec": "{\"version\": \"0.2\"}"},
+            "Environment": {"Type": "LINUX_CONTAINER", "ComputeType": "BUILD_GENERAL1_SMALL", "PrivilegedMode": True,
+                            "Image": "aws/codebuild/standard:7.0",
+                            "EnvironmentVariables": [{"Name": "IMAGE_TAG", "Type": "PLAINTEXT", "Value": "src-1"}]},
+            "ServiceRole": {"Fn::GetAtt": ["BuildRole", "Arn"]}, "TimeoutInMinutes": 60}},
+        "Repository": {"Type": "AWS::ECR::Repository", "Properties": {
+            "RepositoryName": "modelwerk/serving", "ImageTagMutability": "IMMUTABLE",
+            "LifecyclePolicy": {"LifecyclePolicyText": json.dumps({"rules": [{
+                "rulePriority": 1, "selection": {"tagStatus": "any", "countType": "imageCountMoreThan",
+                                                 "countNumber": 50}, "action": {"type": "expire"}}]})},
+            "RepositoryPolicyText": {"Version": "2012-10-17", "Statement": [{
+                "Sid": "WorkloadAccountsPull", "Effect": "Allow", "Action": ["ecr:BatchGetImage"],
+                "Principal": {"AWS": [{"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"},
+                                                         ":iam::222222222222:root"]]}]}}]}}},
+        "StartBuild": {"Type": "Custom::AWS", "Properties": {
+            "ServiceToken": "arn:aws:lambda:eu-central-1:123456789012:function:provider",
+            "Create": {"Fn::Join": ["", ["{\"service\":\"CodeBuild\",\"action\":\"startBuild\",\"parameters\":"
+                                         "{\"projectName\":\"", {"Ref": "Build"}, "\"}}"]]}}},
+    },
+}
+
+
+def test_a_codebuild_project_is_created_through_the_api_and_its_build_trigger_explained(aws, alarm_stack):
+    deployment = deploy_stack(aws, alarm_stack(IMAGE_BUILD))
+    build, start = deployment.resources["Build"], deployment.resources["StartBuild"]
+    assert (build.via, build.physical_id) == ("api", "modelwerk-serving-image")
+    [project] = aws.client("codebuild").batch_get_projects(names=["modelwerk-serving-image"])["projects"]
+    assert project["environment"]["environmentVariables"] == [{"name": "IMAGE_TAG", "type": "PLAINTEXT",
+                                                               "value": "src-1"}]
+    assert project["source"]["buildspec"] == "{\"version\": \"0.2\"}"
+    assert project["serviceRole"].startswith("arn:aws:iam::123456789012:role/")
+    assert start.via == "not-emulated"
+    assert start.note.startswith("calls CodeBuild:startBuild on deploy; not called locally")
+
+
+def test_a_repositorys_policy_and_lifecycle_are_applied_where_moto_ignores_them(aws, alarm_stack):
+    deployment = deploy_stack(aws, alarm_stack(IMAGE_BUILD))
+    assert (deployment.resources["Repository"].via, deployment.resources["Repository"].physical_id) == (
+        "cloudformation", "modelwerk/serving")
+    ecr = aws.client("ecr")
+    policy = json.loads(ecr.get_repository_policy(repositoryName="modelwerk/serving")["policyText"])
+    assert policy["Statement"][0]["Principal"] == {"AWS": ["arn:aws:iam::222222222222:root"]}
+    lifecycle = json.loads(ecr.get_lifecycle_policy(repositoryName="modelwerk/serving")["lifecyclePolicyText"])
+    assert lifecycle["rules"][0]["selection"]["countNumber"] == 50

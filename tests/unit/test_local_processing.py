@@ -12,10 +12,12 @@ from modelwerk import synthetic
 from modelwerk.errors import ExecutionFailedError
 from modelwerk.local.pipeline_expressions import ExecutionContext
 from modelwerk.local.processing import run_processing_job
+from sagemaker_pipelines import code_archive
 from test_steps import BUCKET, REGION, curated_frame, parquet_objects, publish, use_case
 
 ROOT = Path(__file__).resolve().parents[2]
 CODE_BUCKET = "modelwerk-code"
+CODE_KEY = "0123abcd.tar.gz"
 pytestmark = pytest.mark.slow
 
 
@@ -25,25 +27,23 @@ def definition(use_case_name: str) -> dict:
     spec.loader.exec_module(builder)
     return json.loads(builder.build_definition(
         use_case=use_case_name, role_arn="arn:aws:iam::123456789012:role/pipeline", region=REGION,
-        artifact_bucket="modelwerk-artifacts", code_uri=f"s3://{CODE_BUCKET}/code/", image_uri="local",
+        artifact_bucket="modelwerk-artifacts", code_uri=f"s3://{CODE_BUCKET}/{CODE_KEY}",
+        contract_uri=f"s3://{CODE_BUCKET}/contracts/{use_case_name}.json", image_uri="local",
         model_package_group_arn=f"arn:aws:sagemaker:{REGION}:111111111111:model-package-group/modelwerk-{use_case_name}",
         quality_metric="r2", quality_threshold=0.5, git_commit="abc123", curated_bucket=BUCKET))
 
 
 @pytest.fixture(scope="module")
-def s3(embedded_aws):
+def s3(embedded_aws, tmp_path_factory):
     client = embedded_aws.client("s3")
     for bucket in (BUCKET, CODE_BUCKET, "modelwerk-artifacts"):
         client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
     client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-    # The code folder as the pipeline expects it: steps/, modelwerk/core/, contracts/<use case>/contract.json.
-    for folder, prefix in ((ROOT / "sagemaker_pipelines" / "steps", "code/steps"),
-                           (ROOT / "modelwerk" / "core", "code/modelwerk/core")):
-        for file in folder.glob("*.py"):
-            client.upload_file(str(file), CODE_BUCKET, f"{prefix}/{file.name}")
-    client.put_object(Bucket=CODE_BUCKET, Key="code/modelwerk/__init__.py", Body=b"")
+    # The code as the CDK app deploys it: one archive (steps/, modelwerk/core/), and the contract beside it.
+    archive = code_archive.build(tmp_path_factory.mktemp("code"))
+    client.upload_file(str(archive), CODE_BUCKET, CODE_KEY)
     contract_file = ROOT / "sagemaker_pipelines" / "energy_forecast" / "contract.json"
-    client.upload_file(str(contract_file), CODE_BUCKET, "code/contracts/energy-forecast/contract.json")
+    client.upload_file(str(contract_file), CODE_BUCKET, "contracts/energy-forecast.json")
     return client, embedded_aws.env
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,23 +26,26 @@ from modelwerk.core.contract import Contract
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load_builder():
-    """The builder module, loaded by path: importing ``sagemaker_pipelines`` as a package would leave it in
-    ``sys.modules``, and other tests check that the library never imports that package."""
-    path = ROOT / "sagemaker_pipelines" / "pipeline.py"
-    spec = importlib.util.spec_from_file_location("pipeline_definition_builder", path)
+def _load(file: str, name: str):
+    """A module of ``sagemaker_pipelines``, loaded by path: importing ``sagemaker_pipelines`` as a package would leave
+    it in ``sys.modules``, and other tests check that the library never imports that package."""
+    path = ROOT / "sagemaker_pipelines" / file
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-pl = _load_builder()
+pl = _load("pipeline.py", "pipeline_definition_builder")
+archive = _load("code_archive.py", "pipeline_code_archive")
 REGION = "eu-central-1"
 ACCOUNT = "123456789012"
 REGISTRY = "111111111111"
 ARTIFACTS = f"modelwerk-dev-pipeline-artifacts-{ACCOUNT}-{REGION}"
 CURATED = f"modelwerk-dev-curated-{ACCOUNT}-{REGION}"
-CODE_URI = "s3://modelwerk-dev-code-123456789012-eu-central-1/pipeline-code/3f2a9c"
+ASSETS = "cdk-hnb659fds-assets-123456789012-eu-central-1"
+CODE_URI = f"s3://{ASSETS}/3f2a9c.gz"
+CONTRACT_URI = f"s3://{ASSETS}/9bd0e1.json"
 IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/modelwerk-steps:1.0"
 CONTRACTS = {
     c.use_case: c for c in (Contract.load(p) for p in sorted(ROOT.glob("sagemaker_pipelines/*/contract.json")))
@@ -64,6 +68,7 @@ def arguments(use_case: str = "pump-health", **overrides: Any) -> dict[str, Any]
         "region": REGION,
         "artifact_bucket": ARTIFACTS,
         "code_uri": CODE_URI,
+        "contract_uri": CONTRACT_URI,
         "image_uri": IMAGE,
         "model_package_group_arn": f"arn:aws:sagemaker:{REGION}:{REGISTRY}:model-package-group/modelwerk-{use_case}",
         "quality_metric": metric,
@@ -187,17 +192,20 @@ def test_every_reference_names_a_parameter_an_execution_variable_or_an_earlier_s
 # -- the steps ---------------------------------------------------------------------------------------------------------
 
 
-def test_processing_steps_run_the_scripts_from_the_code_prefix_with_the_channel_names_the_scripts_read():
+def test_processing_steps_unpack_the_code_archive_and_run_their_script_with_the_channel_names_it_reads():
     found = steps(definition())
     for name, script in (("Preprocess", "preprocess.py"), ("Evaluate", "evaluate.py"), ("Baseline", "baseline.py")):
         args = found[name]["Arguments"]
         app = args["AppSpecification"]
         assert app["ImageUri"] == IMAGE
-        assert app["ContainerEntrypoint"] == ["python3", f"/opt/ml/processing/input/code/steps/{script}"]
-        assert args["Environment"] == {"PYTHONPATH": "/opt/ml/processing/input/code"}
+        shell, flag, command, program = app["ContainerEntrypoint"]
+        assert (shell, flag, program) == ("/bin/sh", "-c", script)
+        assert 'tar -xzf "$archive" -C "/opt/ml/code"' in command
+        assert command.endswith(f'exec python3 "/opt/ml/code/steps/{script}" "$@"')
+        assert args["Environment"] == {"PYTHONPATH": "/opt/ml/code"}
         assert args["RoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/modelwerk-dev-pipeline-execution"
         inputs = by_name(args["ProcessingInputs"], "InputName")
-        assert inputs["code"]["S3Input"]["S3Uri"] == CODE_URI + "/"
+        assert inputs["code"]["S3Input"]["S3Uri"] == CODE_URI
         for input_name, item in inputs.items():
             assert item["S3Input"]["LocalPath"] == f"/opt/ml/processing/input/{input_name}"
         outputs = args["ProcessingOutputConfig"]["Outputs"]
@@ -217,11 +225,48 @@ def test_processing_steps_run_the_scripts_from_the_code_prefix_with_the_channel_
             }
 
 
+def test_steps_that_load_models_install_the_pinned_frameworks_before_their_script():
+    found = steps(definition())
+    install = ('python3 -m pip install --no-input --disable-pip-version-check --quiet '
+               '-r "/opt/ml/code/requirements.txt"; ')
+    for name in ("Evaluate", "Baseline"):
+        command = found[name]["Arguments"]["AppSpecification"]["ContainerEntrypoint"][2]
+        assert command.index("tar -xzf") < command.index(install) < command.index("exec python3")
+    assert "pip install" not in found["Preprocess"]["Arguments"]["AppSpecification"]["ContainerEntrypoint"][2]
+
+
+def test_the_code_archive_ships_frameworks_txt_as_its_requirements_and_stays_byte_stable(tmp_path):
+    first = archive.build(tmp_path / "first.tar.gz")
+    with tarfile.open(first) as tar:
+        assert tar.extractfile("requirements.txt").read() == (ROOT / "frameworks.txt").read_bytes()
+        assert "steps/train.py" in tar.getnames()
+    assert archive.build(tmp_path / "again.tar.gz").read_bytes() == first.read_bytes()
+
+
+@pytest.mark.parametrize("content,error,message", [
+    pytest.param("scikit-learn>=1.9\n", ValueError, "not an exact pin", id="range"),
+    pytest.param("scikit-learn\n", ValueError, "not an exact pin", id="unpinned"),
+    pytest.param("# nothing pinned\n", ValueError, "pins no framework", id="empty"),
+    pytest.param(None, FileNotFoundError, "frameworks.txt not found", id="missing"),
+])
+def test_a_frameworks_file_without_exact_pins_is_refused(tmp_path, content, error, message):
+    if content is not None:
+        (tmp_path / "frameworks.txt").write_text(content)
+    with pytest.raises(error, match=message):
+        archive.framework_pins(tmp_path)
+
+
+def test_the_pins_are_read_with_their_comments_ignored(tmp_path):
+    (tmp_path / "frameworks.txt").write_text("# header\nscikit-learn==1.9.1  # the model framework\n\n"
+                                             "xgboost-cpu==3.2.0\n")
+    assert archive.framework_pins(tmp_path) == {"scikit-learn": "1.9.1", "xgboost-cpu": "3.2.0"}
+
+
 def test_preprocess_reads_the_contract_and_the_manifest_that_the_snapshot_id_names():
     pre = steps(definition())["Preprocess"]
     inputs = by_name(pre["Arguments"]["ProcessingInputs"], "InputName")
     assert list(inputs) == ["code", "contract", "manifest"]
-    assert inputs["contract"]["S3Input"]["S3Uri"] == f"{CODE_URI}/contracts/pump-health/contract.json"
+    assert inputs["contract"]["S3Input"]["S3Uri"] == CONTRACT_URI
     assert inputs["manifest"]["S3Input"]["S3Uri"] == {
         "Std:Join": {
             "On": "",
@@ -246,12 +291,11 @@ def test_train_runs_script_mode_on_preprocess_outputs():
         "max_iter": "500",
         "learning_rate": "0.05",
         "sagemaker_program": "steps/train.py",
-        "sagemaker_submit_directory": "/opt/ml/input/data/code",
+        "sagemaker_submit_directory": CODE_URI,
     }
-    assert args["Environment"] == {"PYTHONPATH": "/opt/ml/input/data/code"}
+    assert args["Environment"] == {"PYTHONPATH": "/opt/ml/code"}
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in args["InputDataConfig"]}
     assert channels == {
-        "code": CODE_URI + "/",
         "train": output_ref("Preprocess", "train"),
         "validation": output_ref("Preprocess", "validation"),
     }
@@ -364,7 +408,7 @@ def test_no_local_file_or_path_of_this_machine_appears(use_case):
         assert forbidden not in text
     for value in strings:
         if value.startswith("/") and value != "/":  # "/" alone is a Std:Join separator
-            assert value.startswith("/opt/ml/"), value  # container paths only
+            assert value.startswith("/opt/ml/") or value == "/bin/sh", value  # container paths only
         if "://" in value:
             assert value.startswith("s3://"), value
 
@@ -379,12 +423,13 @@ def test_equal_inputs_give_the_same_json():
 def test_fn_sub_placeholders_in_s3_uris_are_carried_verbatim():
     """A deploy-time location (a CDK asset) reaches the template as ``${Name}``, which Fn::Sub replaces; the SDK
     cannot parse a CDK token (``${Token[...]}``) in a URI, so such a token is refused up front."""
-    placeholder = "s3://${CodeBucket}/${CodeKey}/"
-    doc = definition(code_uri=placeholder)
+    placeholder = "s3://${AssetBucket}/${CodeKey}"
+    doc = definition(code_uri=placeholder, contract_uri="s3://${AssetBucket}/${ContractKey}")
     code = by_name(steps(doc)["Preprocess"]["Arguments"]["ProcessingInputs"], "InputName")["code"]
     assert code["S3Input"]["S3Uri"] == placeholder
+    assert steps(doc)["Train"]["Arguments"]["HyperParameters"]["sagemaker_submit_directory"] == placeholder
     contract = by_name(steps(doc)["Preprocess"]["Arguments"]["ProcessingInputs"], "InputName")["contract"]
-    assert contract["S3Input"]["S3Uri"] == "s3://${CodeBucket}/${CodeKey}/contracts/pump-health/contract.json"
+    assert contract["S3Input"]["S3Uri"] == "s3://${AssetBucket}/${ContractKey}"
     with pytest.raises(ValueError, match="brackets"):
         pl.build_definition(**arguments(code_uri="s3://${Token[TOKEN.231]}/pipeline-code/"))
 
@@ -464,7 +509,7 @@ def test_the_environment_and_logging_are_left_as_they_were(monkeypatch):
         ({"role_arn": "modelwerk-dev-pipeline-execution"}, "role_arn"),
         ({"role_arn": "${Token[TOKEN.12]}"}, "full IAM role ARN"),
         ({"model_package_group_arn": "modelwerk-pump-health"}, "model_package_group_arn"),
-        ({"code_uri": "s3://bucket/code.tar.gz"}, "not an archive"),
+        ({"code_uri": "s3://bucket/code/"}, "one object"),
         ({"code_uri": "/work/main/sagemaker_pipelines"}, "s3:// URI"),
         ({"contract_uri": "file:///work/main/contract.json"}, "contract_uri"),
         ({"quality_metric": "auc"}, "quality_metric"),

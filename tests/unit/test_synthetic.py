@@ -6,6 +6,7 @@ import doctest
 import json
 import math
 import re
+import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -375,8 +376,13 @@ def test_a_generator_must_return_the_contract_columns(tank_levels, tmp_path):
 
 
 def test_generators_load_by_path_without_importing_the_pipelines_package(config):
-    synthetic.generate(config.use_case("pump-health"), 100)
-    assert "sagemaker_pipelines" not in sys.modules
+    """In a fresh process: other tests of this session import the package on purpose."""
+    script = ("import sys; from modelwerk import settings, synthetic; "
+              "synthetic.generate(settings.load().use_case('pump-health'), 100); "
+              "print('sagemaker_pipelines' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script], cwd=config.root, capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "False"
 
 
 # --------------------------------------------------------------------------------------------------------------------

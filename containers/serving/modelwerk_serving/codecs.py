@@ -1,0 +1,437 @@
+"""Request bodies to rows of features, predictions to response bodies: SageMaker's CSV, JSON and JSON Lines.
+
+Requests
+    ``text/csv``: rows without a header, the model's columns in ``input_schema`` order, quoted as RFC 4180 when a
+    value needs it. ``application/json``: ``{"instances": [...]}``, a bare list, or one object; each row a list of
+    values in column order or an object of ``column: value`` (every column named, ``null`` for a missing value).
+    ``application/jsonlines``: one row (list or object) per line. Empty lines carry no row.
+
+Values
+    By the column's type in the model's ``input_schema`` (the contract's types, or Glue's names for them): numbers
+    (``double``, ``integer``, ``bigint``, ...) become float64, booleans 1.0/0.0 (``true``/``false``/``1``/``0``),
+    strings stay strings, timestamps are ISO-8601 times. An empty value or ``null`` is missing (NaN); whether the
+    model accepts missing values is the model's business.
+
+Responses
+    ``text/csv``: one prediction per line. ``application/json``: ``{"predictions": [...]}``.
+    ``application/jsonlines``: ``{"prediction": value}`` per line. Predictions are JSON-native (a label or a number;
+    a missing or non-finite number is ``null`` in JSON and empty in CSV).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from modelwerk_serving.errors import BadRequest, HTTPError, ModelLoadError
+
+CSV = "text/csv"
+JSON = "application/json"
+JSONLINES = "application/jsonlines"
+FORMATS = (CSV, JSON, JSONLINES)
+#: Media types a request or an Accept header may name, to the format they mean.
+_MEDIA_TYPES = {
+    CSV: CSV,
+    JSON: JSON,
+    JSONLINES: JSONLINES,
+    "application/x-jsonlines": JSONLINES,
+}
+_SUPPORTED = "text/csv, application/json or application/jsonlines"
+
+#: Column kinds by type name: the contract's types and the Glue/Athena names of the same.
+_KINDS = {
+    **dict.fromkeys(("double", "float", "real", "integer", "int", "bigint", "smallint", "tinyint", "long",
+                     "decimal", "numeric"), "number"),
+    **dict.fromkeys(("boolean", "bool"), "boolean"),
+    **dict.fromkeys(("string", "varchar", "char", "text"), "string"),
+    **dict.fromkeys(("timestamp", "date", "datetime"), "timestamp"),
+}
+_PARAMETERS = re.compile(r"\(.*\)$")  # decimal(10,2), varchar(64)
+_BOOLEAN_TEXT = {"true": 1.0, "false": 0.0, "1": 1.0, "0": 0.0, "1.0": 1.0, "0.0": 0.0}
+_NAN = float("nan")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Content negotiation
+
+
+def media_type(header: str | None) -> str:
+    """The media type of a Content-Type or Accept entry, lower case, without parameters."""
+    return (header or "").split(";", 1)[0].strip().lower()
+
+
+def request_format(content_type: str | None) -> str:
+    """The format of a request body from its Content-Type; 415 if the server does not read it."""
+    fmt = _MEDIA_TYPES.get(media_type(content_type))
+    if fmt is None:
+        if not content_type:
+            raise HTTPError(415, f"the request has no Content-Type; send {_SUPPORTED}")
+        raise HTTPError(415, f"Content-Type {content_type!r} is not supported; send {_SUPPORTED}")
+    return fmt
+
+
+def response_format(accept: str | None, request: str) -> str:
+    """The format of the response: the Accept header's preferred one the server writes, else the request's; 406."""
+    if not accept:
+        return request
+    exact = _MEDIA_TYPES.get(accept.strip().lower())
+    if exact is not None:
+        return exact
+    best, best_quality = None, 0.0
+    for entry in accept.split(","):
+        media, _, parameters = entry.partition(";")
+        media = media.strip().lower()
+        quality = 1.0
+        for parameter in parameters.split(";"):
+            key, _, value = parameter.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if media in ("*/*", "*", ""):
+            candidate = request
+        elif media == "text/*":
+            candidate = CSV
+        elif media == "application/*":
+            candidate = request if request != CSV else JSON
+        else:
+            candidate = _MEDIA_TYPES.get(media)
+        if candidate is not None and quality > best_quality:
+            best, best_quality = candidate, quality
+    if best is None:
+        raise HTTPError(406, f"Accept {accept!r}: the server answers {_SUPPORTED}")
+    return best
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The model's columns
+
+
+def column_kind(type_name: str) -> str:
+    """``number``, ``boolean``, ``string`` or ``timestamp`` for a type name of an ``input_schema``."""
+    kind = _KINDS.get(_PARAMETERS.sub("", str(type_name).strip().lower()))
+    if kind is None:
+        raise ModelLoadError(f"input_schema type {type_name!r} is not one the server knows ({', '.join(sorted(_KINDS))})")
+    return kind
+
+
+class InputSchema:
+    """The columns a request sends, in order (``metadata.json``'s ``input_schema``), and how to read their values."""
+
+    def __init__(self, fields: Sequence[Mapping[str, Any]]):
+        if not isinstance(fields, Sequence) or isinstance(fields, str) or not fields:
+            raise ModelLoadError("metadata.json: input_schema must be a non-empty list of {name, type}")
+        names, types = [], []
+        for field in fields:
+            if not isinstance(field, Mapping) or not isinstance(field.get("name"), str) or "type" not in field:
+                raise ModelLoadError(f"metadata.json: input_schema entry {field!r} is not {{name, type}}")
+            names.append(field["name"])
+            types.append(str(field["type"]))
+        repeated = sorted(name for name, count in Counter(names).items() if count > 1)
+        if repeated:
+            raise ModelLoadError(f"metadata.json: input_schema names {repeated} more than once")
+        self.names: tuple[str, ...] = tuple(names)
+        self.types: tuple[str, ...] = tuple(types)
+        self.kinds: tuple[str, ...] = tuple(column_kind(t) for t in types)
+        self.width = len(names)
+        self._name_set = frozenset(names)
+        self._names_list = list(names)
+        self.numeric = all(kind in ("number", "boolean") for kind in self.kinds)
+        self._numbers_only = all(kind == "number" for kind in self.kinds)
+        # A first CSV row equal to the column names is a header only if some non-string column has a name that is
+        # not itself a number; otherwise it could be data.
+        self._lower_names = [n.strip().lower() for n in names]
+        self._header_detectable = any(k != "string" and not _is_number(n) for k, n in zip(self.kinds, names))
+
+    def describe(self) -> str:
+        shown = ", ".join(self.names[:12]) + (", ..." if self.width > 12 else "")
+        return f"{self.width} column(s): {shown}"
+
+    # -- bodies to rows ------------------------------------------------------------------------------------------
+
+    def rows(self, body: bytes, fmt: str) -> list[list[Any]]:
+        """The body's rows as lists of raw values in column order; :class:`BadRequest` if it holds none or bad ones."""
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadRequest(f"the body is not UTF-8 text (byte {exc.start} cannot be decoded)") from None
+        if fmt == CSV:
+            rows = self._csv_rows(text)
+        elif fmt == JSON:
+            rows = [self._row(r, i) for i, r in enumerate(_json_rows(text), start=1)]
+        else:
+            rows = [self._row(r, i) for i, r in enumerate(_jsonlines_rows(text), start=1)]
+        if not rows:
+            raise BadRequest("the body holds no rows")
+        return rows
+
+    def _csv_rows(self, text: str) -> list[list[Any]]:
+        if '"' not in text:  # no quoting: the same rows csv.reader would read, without its per-line overhead
+            rows = []
+            for line in text.split("\n"):
+                line = line.removesuffix("\r")
+                if line:
+                    rows.append(line.split(","))
+        else:
+            reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+            try:
+                rows = [row for row in reader if row]
+            except csv.Error as exc:
+                raise BadRequest(f"malformed CSV at line {reader.line_num}: {exc}") from None
+        if (self._header_detectable and rows and rows[0][0].strip().lower() == self._lower_names[0]
+                and [v.strip().lower() for v in rows[0]] == self._lower_names):
+            raise BadRequest(f"row 1 is a header; a CSV body holds rows only, in this column order: {self.describe()}")
+        width = self.width
+        for number, row in enumerate(rows, start=1):
+            if len(row) != width:
+                raise BadRequest(f"row {number} has {len(row)} value(s); the model takes {self.describe()}")
+        return rows
+
+    def _row(self, row: Any, number: int) -> list[Any]:
+        if isinstance(row, list):
+            if len(row) != self.width:
+                raise BadRequest(f"row {number} has {len(row)} value(s); the model takes {self.describe()}")
+            return row
+        if isinstance(row, dict):
+            if row.keys() != self._name_set:
+                unknown = sorted(set(row) - self._name_set)
+                missing = [n for n in self.names if n not in row]
+                parts = []
+                if unknown:
+                    parts.append(f"unknown column(s) {_short(unknown)}")
+                if missing:
+                    parts.append(f"no value for {_short(missing)} (send null for a missing value)")
+                raise BadRequest(f"row {number}: {'; '.join(parts)}; the model takes {self.describe()}")
+            return [row[name] for name in self._names_list]
+        raise BadRequest(
+            f"row {number} is {_kind_of(row)}; a row is a list of values in column order or an object of "
+            f"column: value (one row as JSON: [[...]] or {{...}})"
+        )
+
+    # -- rows to features ----------------------------------------------------------------------------------------
+
+    def array(self, rows: list[list[Any]]) -> np.ndarray:
+        """A float64 array (rows x columns) for a model fitted on an array; every column must be numeric."""
+        if self._numbers_only:
+            try:
+                array = np.array(rows, dtype=np.float64)
+                if array.ndim == 2:  # not values that are lists themselves
+                    return array
+            except (ValueError, TypeError):
+                pass  # an empty value, or a value that is not a number: the column readers say which
+        out = np.empty((len(rows), self.width), dtype=np.float64)
+        for j, kind in enumerate(self.kinds):
+            out[:, j] = self._numbers(rows, j) if kind == "number" else self._booleans(rows, j)
+        return out
+
+    def frame(self, rows: list[list[Any]], order: Sequence[str]) -> Any:
+        """A DataFrame with the columns in ``order`` (the model's ``feature_names_in_``), typed as in training:
+        numbers and booleans float64, strings object (NaN where missing), timestamps UTC."""
+        import pandas as pd
+
+        position = {name: j for j, name in enumerate(self.names)}
+        data = {}
+        for name in order:
+            j = position[name]
+            kind = self.kinds[j]
+            if kind == "number":
+                data[name] = self._numbers(rows, j)
+            elif kind == "boolean":
+                data[name] = self._booleans(rows, j)
+            elif kind == "string":
+                data[name] = pd.Series(self._strings(rows, j), dtype=object)
+            else:
+                data[name] = self._timestamps(rows, j)
+        return pd.DataFrame(data)
+
+    def _bad(self, number: int, j: int, value: Any, what: str) -> BadRequest:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        return BadRequest(f"row {number}, column {self.names[j]!r} ({self.types[j]}): {shown} is not {what}")
+
+    def _numbers(self, rows: list[list[Any]], j: int) -> np.ndarray:
+        values = [row[j] for row in rows]
+        try:
+            array = np.array([_NAN if v is None or v == "" else v for v in values], dtype=np.float64)
+            if array.ndim == 1:  # not a list of lists
+                return array
+        except (ValueError, TypeError):
+            pass
+        for number, value in enumerate(values, start=1):
+            if isinstance(value, (list, dict)):
+                raise self._bad(number, j, value, "a number")
+            if isinstance(value, str) and value:
+                try:
+                    float(value)
+                except ValueError:
+                    raise self._bad(number, j, value, "a number") from None
+        raise BadRequest(f"column {self.names[j]!r} ({self.types[j]}) holds values that are not numbers")
+
+    def _booleans(self, rows: list[list[Any]], j: int) -> np.ndarray:
+        out = np.empty(len(rows), dtype=np.float64)
+        for i, row in enumerate(rows):
+            value = row[j]
+            if value is None or value == "":
+                out[i] = _NAN
+            elif isinstance(value, (bool, int, float)) and value in (0, 1):
+                out[i] = float(value)
+            elif isinstance(value, str) and value.strip().lower() in _BOOLEAN_TEXT:
+                out[i] = _BOOLEAN_TEXT[value.strip().lower()]
+            else:
+                raise self._bad(i + 1, j, value, "a boolean (true, false, 1 or 0)")
+        return out
+
+    def _strings(self, rows: list[list[Any]], j: int) -> list[Any]:
+        out: list[Any] = []
+        for i, row in enumerate(rows):
+            value = row[j]
+            if value is None or value == "":
+                out.append(_NAN)
+            elif isinstance(value, str):
+                out.append(value)
+            elif isinstance(value, (bool, int, float)):
+                out.append(str(value))
+            else:
+                raise self._bad(i + 1, j, value, "a string")
+        return out
+
+    def _timestamps(self, rows: list[list[Any]], j: int) -> Any:
+        import pandas as pd
+
+        texts = []
+        for i, row in enumerate(rows):
+            value = row[j]
+            if value is not None and not isinstance(value, str):
+                raise self._bad(i + 1, j, value, "an ISO-8601 time")
+            texts.append(value or None)
+        parsed = pd.to_datetime(pd.Series(texts, dtype=object), utc=True, format="ISO8601", errors="coerce")
+        bad = parsed.isna() & pd.Series([t is not None for t in texts])
+        if bad.any():
+            first = int(np.flatnonzero(bad.to_numpy())[0])
+            raise self._bad(first + 1, j, texts[first], "an ISO-8601 time")
+        return parsed
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string"}.get(type(value), type(value).__name__)
+
+
+def _short(names: Iterable[str], limit: int = 8) -> str:
+    names = list(names)
+    return ", ".join(repr(n) for n in names[:limit]) + (", ..." if len(names) > limit else "")
+
+
+def _json_rows(text: str) -> list[Any]:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if isinstance(document, dict):
+        if "instances" in document:
+            rows = document["instances"]
+            if not isinstance(rows, list):
+                raise BadRequest(f"\"instances\" is {_kind_of(rows)}; it must be a list of rows")
+            return rows
+        return [document]
+    if isinstance(document, list):
+        return document
+    raise BadRequest(f"the JSON body is {_kind_of(document)}; send {{\"instances\": [...]}}, a list of rows or an object")
+
+
+def _jsonlines_rows(text: str) -> list[Any]:
+    rows = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise BadRequest(f"malformed JSON on line {number}: {exc.msg} at column {exc.colno}") from None
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Predictions to bodies
+
+
+def native(predictions: Any) -> list[Any]:
+    """Predictions as JSON-native Python values; a missing or non-finite number becomes None."""
+    array = np.asarray(predictions)
+    kind = array.dtype.kind
+    if kind == "f":
+        values = array.tolist()
+        if not np.isfinite(array).all():
+            values = _finite(values)
+        return values
+    if kind in "iub":
+        return array.tolist()
+    if kind == "M":
+        return np.datetime_as_string(array, timezone="UTC").tolist()
+    if kind in "US":
+        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in array.tolist()]
+    return [_plain(v) for v in array.tolist()]
+
+
+def _finite(values: Any) -> Any:
+    if isinstance(values, list):
+        return [_finite(v) for v in values]
+    return values if math.isfinite(values) else None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def encode(predictions: list[Any], fmt: str) -> bytes:
+    """The response body of JSON-native predictions in a format of :data:`FORMATS`."""
+    if fmt == CSV:
+        return "".join(_csv_line(v) for v in predictions).encode("utf-8")
+    if fmt == JSON:
+        return json.dumps({"predictions": predictions}, separators=(",", ":")).encode("utf-8")
+    return "".join(json.dumps({"prediction": v}, separators=(",", ":")) + "\n" for v in predictions).encode("utf-8")
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, str):
+        if any(c in value for c in ',"\r\n'):
+            return '"' + value.replace('"', '""') + '"'
+        return value
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _csv_line(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(_csv_cell(v) for v in value) + "\n"
+    return _csv_cell(value) + "\n"

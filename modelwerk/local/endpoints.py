@@ -1,0 +1,201 @@
+"""Local endpoints: the serving container's code as local processes, one per fleet, behind the local runtime.
+
+An endpoint is a record ``<records>/endpoints/<name>.json`` (what :mod:`modelwerk.local.runtime` routes by) and one
+serving process per fleet: ``python -m modelwerk_serving`` from ``containers/serving/``, started the way SageMaker
+starts the image (model under ``MODELWERK_MODEL_DIR``, port from ``SAGEMAKER_BIND_TO_PORT``), with data capture
+switched on in the container because no SageMaker front end captures locally. Processes run detached, so an endpoint
+outlives the command that deployed it; ``modelwerk local down`` stops them with the embedded AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelwerk.errors import LocalModeError, ValidationError
+
+#: The production variant's name: blue/green keeps it and swaps the fleet behind it, as SageMaker does.
+VARIANT = "AllTraffic"
+#: How long a fleet may take to answer /ping with 200 after it started.
+START_TIMEOUT_SECONDS = 90.0
+
+
+class DeploymentError(ValidationError):
+    """A fleet did not become healthy (its model failed to load, or its process ended)."""
+
+
+def endpoints_dir(records: Path) -> Path:
+    return records / "endpoints"
+
+
+def record_path(records: Path, name: str) -> Path:
+    return endpoints_dir(records) / f"{name}.json"
+
+
+def read_record(records: Path, name: str) -> dict[str, Any] | None:
+    path = record_path(records, name)
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_record(records: Path, record: dict[str, Any]) -> None:
+    """Replace the record in one step: the runtime rereads it while requests flow."""
+    path = record_path(records, record["endpoint"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
+    os.replace(partial, path)
+
+
+def all_records(records: Path) -> list[dict[str, Any]]:
+    folder = endpoints_dir(records)
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            found.append(json.loads(path.read_text(encoding="utf-8")))
+        except ValueError:
+            continue
+    return found
+
+
+def remove_record(records: Path, name: str) -> None:
+    record_path(records, name).unlink(missing_ok=True)
+
+
+def extract_model(archive: bytes, folder: Path) -> Path:
+    """Unpack a ``model.tar.gz`` as SageMaker does into /opt/ml/model, refusing paths that leave the folder."""
+    import io
+
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+            tar.extractall(folder, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise DeploymentError(f"the model artifact is not a readable model.tar.gz ({exc}); retrain or re-register "
+                              "the version") from None
+    return folder
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """A running serving process of an endpoint."""
+
+    fleet: str
+    url: str
+    pid: int
+    log: str
+
+    def to_record(self, weight: float, **extra: Any) -> dict[str, Any]:
+        return {"name": VARIANT, "fleet": self.fleet, "url": self.url, "pid": self.pid, "log": self.log,
+                "weight": weight, **extra}
+
+
+def serving_code(root: Path) -> Path:
+    folder = root / "containers" / "serving"
+    if not (folder / "modelwerk_serving").is_dir():
+        raise LocalModeError(f"{folder} has no serving code; local endpoints run from a checkout of the platform")
+    return folder
+
+
+def start_fleet(*, root: Path, workdir: Path, endpoint: str, fleet: str, environment: dict[str, str]) -> Fleet:
+    """Start one serving process and wait until its /ping answers 200."""
+    from modelwerk.local.server import free_port
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log_path = workdir / f"{fleet}.log"
+    env = {**os.environ, **environment,
+           "PYTHONPATH": os.pathsep.join([str(serving_code(root)), str(root)]),
+           "SAGEMAKER_BIND_TO_PORT": str(port), "MODELWERK_SERVING_HOST": "127.0.0.1",
+           "MODELWERK_ENDPOINT_NAME": endpoint, "MODELWERK_VARIANT_NAME": VARIANT, "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "modelwerk_serving", "serve"], cwd=root, env=env,
+                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise DeploymentError(f"the {fleet} fleet of {endpoint} stopped while starting: {_last_line(log_path)}")
+        if ping(url):
+            return Fleet(fleet=fleet, url=url, pid=process.pid, log=str(log_path))
+        time.sleep(0.1)
+    stop_process(process.pid)
+    raise DeploymentError(f"the {fleet} fleet of {endpoint} did not answer /ping within {START_TIMEOUT_SECONDS:.0f} s: "
+                          f"{_last_line(log_path)}")
+
+
+def _last_line(log_path: Path) -> str:
+    try:
+        lines = [line for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    errors = [line for line in lines if " ERROR " in line and "server stopped" not in line]
+    return (errors or lines or ["no log"])[-1].strip()[:300]
+
+
+def ping(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/ping", timeout=timeout) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def stop_process(pid: int | None, timeout: float = 15.0) -> None:
+    """SIGTERM the fleet's process group (its supervisor and workers), SIGKILL what is left after ``timeout``."""
+    if not alive(pid):
+        return
+    try:
+        group = os.getpgid(pid)
+        os.killpg(group, signal.SIGTERM)
+    except OSError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return
+        except ChildProcessError:
+            if not alive(pid):
+                return
+        time.sleep(0.05)
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def stop_all(records: Path) -> int:
+    """Stop every local endpoint's processes (``local down``); the number of processes stopped."""
+    stopped = 0
+    for record in all_records(records):
+        for variant in record.get("variants", []):
+            if alive(variant.get("pid")):
+                stop_process(variant["pid"])
+                stopped += 1
+    return stopped
