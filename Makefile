@@ -40,6 +40,7 @@ synth: install
 	cdk synth --no-notices -q
 
 benchmarks: install
+	command -v wrk >/dev/null || (apt-get install -y wrk || (apt-get update && apt-get install -y wrk))
 	$(PY) benchmarks/ingest.py
 	$(PY) benchmarks/prepare.py
 	$(PY) benchmarks/pipeline.py

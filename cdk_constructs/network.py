@@ -12,7 +12,8 @@ from constructs import Construct
 
 from cdk_constructs.encryption import allow_log_group_encryption
 
-#: Interface endpoints the workloads need (SageMaker, STS, KMS, CloudWatch, ECR, Glue, Secrets Manager, SSM).
+#: Interface endpoints the workloads need (SageMaker, STS, KMS, CloudWatch, ECR, Glue, Secrets Manager, SSM,
+#: CodeArtifact).
 INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "SageMakerApi": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_API,
     "SageMakerRuntime": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_RUNTIME,
@@ -25,6 +26,9 @@ INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "Glue": ec2.InterfaceVpcEndpointAwsService.GLUE,
     "SecretsManager": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
     "Ssm": ec2.InterfaceVpcEndpointAwsService.SSM,
+    # The package mirror (cdk_constructs.package_mirror): its API (tokens) and its repositories (pip's index).
+    "CodeArtifactApi": ec2.InterfaceVpcEndpointAwsService.CODEARTIFACT_API,
+    "CodeArtifactRepositories": ec2.InterfaceVpcEndpointAwsService.CODEARTIFACT_REPOSITORIES,
 }
 
 

@@ -24,6 +24,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from cdk_constructs.nag import acknowledge
+from cdk_constructs.package_mirror import PackageMirror
 from cdk_constructs.permissions import S3_READ, allow, allow_objects
 from modelwerk import naming
 from modelwerk.core.layout import curated_prefix, snapshot_prefix
@@ -31,6 +32,7 @@ from modelwerk.core.layout import curated_prefix, snapshot_prefix
 #: The placeholders the definition is built with, filled by Fn::Sub.
 ASSET_BUCKET, CODE_KEY, CONTRACT_KEY = "AssetBucket", "CodeKey", "ContractKey"
 SUBNET, SECURITY_GROUP = "Subnet", "SecurityGroup"
+PACKAGE_REPOSITORY = "PackageRepository"
 #: What SageMaker needs to attach a job to the VPC (these EC2 actions take no resource-level scoping that helps).
 VPC_ACTIONS = ("ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface",
                "ec2:DeleteNetworkInterfacePermission", "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs",
@@ -57,6 +59,8 @@ class TrainingPipelineProps:
     git_commit: the commit the code archive was built from (recorded on every version).
     retraining_schedule: an EventBridge schedule expression starting the pipeline with ``SnapshotId=latest``.
     subnet_ids, security_group_id: the private subnets and security group every job runs in.
+    package_mirror: where jobs install the model frameworks' pins from (the subnets have no internet route); the
+        role may read it. None: PyPI, for jobs that can reach it.
     """
 
     project: str
@@ -80,6 +84,7 @@ class TrainingPipelineProps:
     retraining_schedule: str | None = None
     subnet_ids: Sequence[str] = ()
     security_group_id: str | None = None
+    package_mirror: PackageMirror | None = None
 
 
 class TrainingPipeline(Construct):
@@ -102,6 +107,8 @@ class TrainingPipeline(Construct):
             raise ValueError("a training pipeline's jobs run in the VPC: give subnet_ids and security_group_id")
         network = {f"{SUBNET}{i}": subnet for i, subnet in enumerate(props.subnet_ids)}
         network[SECURITY_GROUP] = props.security_group_id
+        if props.package_mirror is not None:
+            network[PACKAGE_REPOSITORY] = props.package_mirror.repository_arn
         self.definition = build_definition(
             use_case=props.use_case,
             role_arn=role_arn,
@@ -121,6 +128,7 @@ class TrainingPipeline(Construct):
             hyperparameters=props.hyperparameters,
             subnet_ids=[f"${{{SUBNET}{i}}}" for i in range(len(props.subnet_ids))],
             security_group_ids=[f"${{{SECURITY_GROUP}}}"],
+            package_repository_arn=f"${{{PACKAGE_REPOSITORY}}}" if props.package_mirror is not None else None,
         )
 
         self.role = iam.Role(
@@ -131,6 +139,8 @@ class TrainingPipeline(Construct):
             description=f"{props.use_case} training pipeline and its jobs",
         )
         self._permissions(props, stack)
+        if props.package_mirror is not None:
+            props.package_mirror.grant_read(self.role)
 
         self.pipeline = sagemaker.CfnPipeline(
             self,

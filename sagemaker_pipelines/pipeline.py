@@ -99,6 +99,10 @@ TRAINING_PROGRAM = "steps/train.py"
 #: The code archive's pin file of the model frameworks (``code_archive.REQUIREMENTS``): the training toolkit installs
 #: it before script mode runs, the model-loading processing steps before their script.
 REQUIREMENTS_FILE = "requirements.txt"
+#: Prints the package mirror's pip index URL (``steps/package_index.py``) for the processing entry point.
+PACKAGE_INDEX_PROGRAM = "steps/package_index.py"
+#: The job environment naming the package mirror: the SageMaker training toolkit's own name for it.
+PACKAGE_REPOSITORY_VARIABLE = "CA_REPOSITORY_ARN"
 #: Processing steps that load models, and so install the pinned frameworks first.
 MODEL_LOADING_STEPS = ("evaluate.py", "baseline.py")
 TRAINING_MAX_RUNTIME_SECONDS = 3600
@@ -164,6 +168,7 @@ def build_definition(
     serving_image_uri: str | None = None,
     subnet_ids: Sequence[str] = (),
     security_group_ids: Sequence[str] = (),
+    package_repository_arn: str | None = None,
 ) -> str:
     """The pipeline definition JSON of one use case (``Pipeline(...).definition()``); equal inputs give equal JSON.
 
@@ -188,6 +193,8 @@ def build_definition(
         registry account's ECR); default ``image_uri``.
     subnet_ids, security_group_ids: run every job in these private subnets with these security groups (literal ids
         or Fn::Sub placeholders); none: SageMaker's own network.
+    package_repository_arn: the CodeArtifact repository jobs install the model frameworks' pins from (set as
+        ``CA_REPOSITORY_ARN``, which the training toolkit and the processing entry point read); none: PyPI.
     """
     code_archive = _s3_object("code_uri", code_uri)
     contract = contract_uri
@@ -225,6 +232,7 @@ def build_definition(
             serving_image_uri=serving_image_uri or image_uri,
             subnet_ids=list(subnet_ids),
             security_group_ids=list(security_group_ids),
+            package_repository_arn=package_repository_arn,
         )
 
 
@@ -417,7 +425,11 @@ def _unpack_and_run(program: str, *, install_requirements: bool = False) -> str:
     arguments (``"$@"``; ``$0`` is the script's name). A step that loads models first installs the archive's
     ``requirements.txt`` (the model frameworks' pins), as the training toolkit does for training: pip changes
     nothing, and needs no index, when the image already holds those versions."""
-    install = (f'python3 -m pip install --no-input --disable-pip-version-check --quiet '
+    # In subnets without internet access the index is the platform's package mirror (CA_REPOSITORY_ARN, the training
+    # toolkit's own convention); POSIX sh and no brace expansions: the definition passes through Fn::Sub.
+    mirror = (f'if [ -n "$CA_REPOSITORY_ARN" ]; then PIP_INDEX_URL="$(python3 "{CODE_DIR}/{PACKAGE_INDEX_PROGRAM}")"; '
+              'export PIP_INDEX_URL; fi; ')
+    install = (f'{mirror}python3 -m pip install --no-input --disable-pip-version-check --quiet '
                f'-r "{CODE_DIR}/{REQUIREMENTS_FILE}"; ') if install_requirements else ""
     return (
         f'set -e; mkdir -p "{CODE_DIR}"; '
@@ -448,6 +460,7 @@ def _build(
     serving_image_uri: str,
     subnet_ids: list[str],
     security_group_ids: list[str],
+    package_repository_arn: str | None,
 ) -> str:
     _import_sdk()
     from sagemaker.core.drift_check_baselines import DriftCheckBaselines
@@ -484,6 +497,9 @@ def _build(
     network = NetworkConfig(subnets=subnet_ids, security_group_ids=security_group_ids,
                             enable_network_isolation=False) if in_vpc else None
     tags = [{"Key": "modelwerk:use-case", "Value": use_case}]
+    job_environment = {"PYTHONPATH": CODE_DIR}
+    if package_repository_arn:
+        job_environment[PACKAGE_REPOSITORY_VARIABLE] = package_repository_arn
 
     snapshot_id = ParameterString(name=SNAPSHOT_ID, default_value="latest")
     processing_type = ParameterString(name=PROCESSING_INSTANCE_TYPE, default_value=processing_instance_type)
@@ -525,7 +541,7 @@ def _build(
             entrypoint=["/bin/sh", "-c", _unpack_and_run(f"steps/{script}",
                                                            install_requirements=script in MODEL_LOADING_STEPS),
                         script],
-            env={"PYTHONPATH": CODE_DIR},
+            env=dict(job_environment),
             base_job_name=f"{use_case}-{script.removesuffix('.py')}",
             sagemaker_session=session,
             tags=tags,
@@ -567,7 +583,7 @@ def _build(
             "sagemaker_program": TRAINING_PROGRAM,
             "sagemaker_submit_directory": code_archive,
         },
-        environment={"PYTHONPATH": CODE_DIR},
+        environment=dict(job_environment),
         output_data_config=OutputDataConfig(s3_output_path=output_uri(TRAIN.lower())),
         input_data_config=[
             channel("train", output_of(preprocess, "train")),

@@ -13,6 +13,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from cdk_constructs.ids import pascal
+from cdk_constructs.package_mirror import PackageMirror
 from cdk_constructs.parameters import PlatformParameters
 from cdk_constructs.serving_context import serving_image_tag
 from cdk_constructs.training_pipeline import TrainingPipeline, TrainingPipelineProps
@@ -78,6 +79,9 @@ class TrainingStack(Stack):
         # The registered versions name the serving image the registry stack builds from this checkout.
         serving_image = naming.serving_image_uri(registry.account, registry.region, project,
                                                  serving_image_tag(config.root))
+        # The jobs' subnets have no internet route: they install the frameworks' pins through this mirror.
+        self.package_mirror = PackageMirror(self, "PackageMirror", project=project, env_name=environment.name,
+                                           destroy_on_removal=environment.destroy_on_removal)
         self.pipelines: dict[str, TrainingPipeline] = {}
         for use_case in config.use_cases.values():
             self.pipelines[use_case.name] = TrainingPipeline(
@@ -107,6 +111,7 @@ class TrainingStack(Stack):
                     retraining_schedule=environment.retraining_schedule,
                     subnet_ids=[subnet.subnet_id for subnet in vpc.isolated_subnets],
                     security_group_id=workload_security_group.security_group_id,
+                    package_mirror=self.package_mirror,
                 ),
             )
         values: dict[str, str] = {}

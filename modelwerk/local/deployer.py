@@ -709,11 +709,30 @@ NOT_EMULATED_NOTES: dict[str, Callable[[dict[str, Any]], str]] = {
 }
 
 
+def _package_domain(d: StackDeployer, lid: str, p: dict[str, Any]):
+    """The mirror's domain, its ARN as CodeArtifact forms it; there is no CodeArtifact in the embedded AWS."""
+    name = p["DomainName"]
+    arn = f"arn:aws:codeartifact:{d.stack.region}:{d.stack.account}:domain/{name}"
+    return arn, {"Arn": arn, "Name": name, "Owner": d.stack.account}, _MIRROR_NOTE
+
+
+def _package_repository(d: StackDeployer, lid: str, p: dict[str, Any]):
+    """A mirror repository, its ARN as CodeArtifact forms it (the pipeline definition names it)."""
+    name, domain = p["RepositoryName"], p["DomainName"]
+    arn = f"arn:aws:codeartifact:{d.stack.region}:{d.stack.account}:repository/{domain}/{name}"
+    return arn, {"Arn": arn, "Name": name, "DomainName": domain, "DomainOwner": d.stack.account}, _MIRROR_NOTE
+
+
+_MIRROR_NOTE = ("package mirror recorded, not emulated: local jobs use this machine's environment, which holds the "
+                "model frameworks' pins already")
+
 LocalRecord = Callable[[StackDeployer, str, dict[str, Any]], tuple[str | None, dict[str, Any], str]]
 
 #: Types the local runtime takes over from their resolved properties: (physical id, attributes, note).
 LOCAL_RECORDS: dict[str, LocalRecord] = {
     "AWS::CloudWatch::CompositeAlarm": _composite_alarm,
+    "AWS::CodeArtifact::Domain": _package_domain,
+    "AWS::CodeArtifact::Repository": _package_repository,
 }
 
 

@@ -81,9 +81,17 @@ def _local(value: str, root: Path) -> str:
     return value.replace(CONTAINER_ROOT, f"{root}/")
 
 
+#: Job variables a local process does not get: the package mirror (there is no CodeArtifact in the embedded AWS, and
+#: this machine's environment holds the model frameworks' pins already, so pip installs nothing).
+LOCAL_ONLY_DROPPED = ("CA_REPOSITORY_ARN",)
+
+
 def process_environment(root: Path, job_environment: dict[str, Any], base: dict[str, str] | None) -> dict[str, str]:
     """The variables a job's process gets: ours, the job's (paths mapped), and this machine's Python as ``python3``."""
-    env = {**os.environ, **(base or {}), **{k: _local(str(v), root) for k, v in job_environment.items()}}
+    job = {k: _local(str(v), root) for k, v in job_environment.items() if k not in LOCAL_ONLY_DROPPED}
+    env = {**os.environ, **(base or {}), **job}
+    for name in LOCAL_ONLY_DROPPED:
+        env.pop(name, None)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
 

@@ -12,6 +12,7 @@ from cdk_constructs.training_pipeline import (
     ASSET_BUCKET,
     CODE_KEY,
     CONTRACT_KEY,
+    PACKAGE_REPOSITORY,
     SECURITY_GROUP,
     SUBNET,
     VPC_ACTIONS,
@@ -53,8 +54,8 @@ def test_the_definition_is_deployed_with_only_its_asset_locations_and_network_su
     subnets = {f"{SUBNET}{i}" for i in range(len(config.environment("dev").availability_zones))}
     for name, pipeline in pipelines(training).items():
         body, variables = definition_of(pipeline)
-        assert set(placeholders(body)) == {ASSET_BUCKET, CODE_KEY, CONTRACT_KEY, SECURITY_GROUP, *subnets} == set(
-            variables)
+        assert set(placeholders(body)) == {ASSET_BUCKET, CODE_KEY, CONTRACT_KEY, SECURITY_GROUP, PACKAGE_REPOSITORY,
+                                           *subnets} == set(variables)
         for network in (SECURITY_GROUP, *subnets):
             assert "Fn::ImportValue" in variables[network]  # the network stack's private subnets and group
         assert variables[ASSET_BUCKET] == f"cdk-hnb659fds-assets-{config.environment('dev').account}-eu-central-1"
@@ -87,6 +88,11 @@ def _statements(template, role_logical_prefix: str) -> list[dict]:
     return policy["Properties"]["PolicyDocument"]["Statement"]
 
 
+def _actions(statement: dict) -> list[str]:
+    action = statement["Action"]
+    return [action] if isinstance(action, str) else action
+
+
 def test_every_job_runs_in_the_vpc(training):
     for pipeline in pipelines(training).values():
         doc = json.loads(definition_of(pipeline)[0])
@@ -105,7 +111,9 @@ def test_the_execution_role_is_least_privilege(training, config):
     assert '"Action": "*"' not in flat and '"s3:*"' not in flat and '"sagemaker:*"' not in flat
     unscoped = [s for s in statements if s["Resource"] == "*"]
     actions = {a for s in unscoped for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
-    assert actions == {"ecr:GetAuthorizationToken", *VPC_ACTIONS}  # nothing else goes unscoped
+    assert actions == {"ecr:GetAuthorizationToken", "sts:GetServiceBearerToken", *VPC_ACTIONS}  # nothing else
+    bearer = next(s for s in unscoped if s["Action"] == "sts:GetServiceBearerToken")
+    assert bearer["Condition"] == {"StringEquals": {"sts:AWSServiceName": "codeartifact.amazonaws.com"}}
     register = next(s for s in statements if "sagemaker:CreateModelPackage" in s["Action"])
     assert json.dumps(register["Resource"]).count(config.registry.account) == 2
     assert "modelwerk-pump-health" in json.dumps(register["Resource"])
@@ -115,8 +123,10 @@ def test_the_execution_role_is_least_privilege(training, config):
     assert not any("s3:DeleteObject" in s["Action"] for s in statements)
     passes = next(s for s in statements if s["Action"] == "iam:PassRole")
     assert passes["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
-    keys = [s for s in statements if any(a.startswith("kms:") for a in s["Action"])]
-    assert all("kms:ResourceAliases" in json.dumps(s["Condition"]) for s in keys)
+    keys = [s for s in statements if any(a.startswith("kms:") for a in _actions(s))]
+    mirror_key = [s for s in keys if "PackageMirrorKey" in json.dumps(s["Resource"])]
+    assert len(mirror_key) == 1 and _actions(mirror_key[0]) == ["kms:Decrypt"]
+    assert all("kms:ResourceAliases" in json.dumps(s["Condition"]) for s in keys if s not in mirror_key)
 
 
 def test_the_role_can_be_assumed_by_sagemaker_only(training):
@@ -175,3 +185,33 @@ def test_the_role_may_pull_the_serving_image_its_versions_are_registered_with(tr
     assert f":ecr:eu-central-1:{config.registry.account}:repository/{naming.serving_repository_name('modelwerk')}" \
         in repositories
     assert "repository/sagemaker-scikit-learn" in repositories
+
+
+def test_jobs_install_the_frameworks_pins_through_the_environments_package_mirror(training, config):
+    (domain,) = training.find_resources("AWS::CodeArtifact::Domain").values()
+    assert domain["Properties"]["DomainName"] == f"{config.project}-dev"
+    assert "EncryptionKey" in domain["Properties"]  # the mirror's own key, rotated
+    (key,) = [k for lid, k in training.find_resources("AWS::KMS::Key").items() if lid.startswith("PackageMirror")]
+    assert key["Properties"]["EnableKeyRotation"] is True
+    repositories = {r["Properties"]["RepositoryName"]: r["Properties"]
+                    for r in training.find_resources("AWS::CodeArtifact::Repository").values()}
+    assert repositories["pypi-store"]["ExternalConnections"] == ["public:pypi"]
+    assert "ExternalConnections" not in repositories["python"] and len(repositories["python"]["Upstreams"]) == 1
+    for pipeline in pipelines(training).values():
+        body, variables = definition_of(pipeline)
+        assert variables[PACKAGE_REPOSITORY] == {"Fn::GetAtt": [next(
+            lid for lid, r in training.find_resources("AWS::CodeArtifact::Repository").items()
+            if r["Properties"]["RepositoryName"] == "python"), "Arn"]}
+        jobs = [s for s in json.loads(body)["Steps"] if s["Type"] in ("Processing", "Training")]
+        for step in jobs:
+            assert step["Arguments"]["Environment"]["CA_REPOSITORY_ARN"] == f"${{{PACKAGE_REPOSITORY}}}"
+    statements = _statements(training, "PumpHealth")
+    reads = next(s for s in statements if "codeartifact:ReadFromRepository" in s["Action"])
+    assert "Fn::GetAtt" in json.dumps(reads["Resource"]) and "*" not in json.dumps(reads["Resource"])
+
+
+def test_the_vpc_reaches_the_package_mirror_through_its_endpoints(synthesized):
+    network = synthesized.template("dev", "Network")
+    services = json.dumps([e["Properties"]["ServiceName"]
+                           for e in network.find_resources("AWS::EC2::VPCEndpoint").values()])
+    assert "codeartifact.api" in services and "codeartifact.repositories" in services

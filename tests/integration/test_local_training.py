@@ -45,16 +45,25 @@ def test_pipeline_run_prints_the_execution_with_exactly_its_keys(pump_run):
                                                     "modelwerk-pump-health/")
 
 
+def cli_env_account(cli_env) -> str:
+    return cli_json("local", "status", env=cli_env)["accounts"]["dev"]
+
+
 def test_the_executed_definition_is_the_one_the_dev_stage_deploys(pump_run, cli_env):
     """Same steps, parameters, conditions and code assets: the template's Fn::Sub body with its asset locations."""
     template_file = next((ROOT / "cdk.out" / "assembly-Dev").glob("DevTraining*.template.json"))
-    resources = json.loads(template_file.read_text())["Resources"].values()
-    pipeline = next(r for r in resources if r["Type"] == "AWS::SageMaker::Pipeline"
+    template = json.loads(template_file.read_text())["Resources"]
+    pipeline = next(r for r in template.values() if r["Type"] == "AWS::SageMaker::Pipeline"
                     and r["Properties"]["PipelineName"].endswith("pump-health-training"))
     body, variables = pipeline["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
     exports = {e["Name"]: e["Value"] for e in boto3.client("cloudformation").list_exports()["Exports"]}
+    (domain,) = [r["Properties"]["DomainName"] for r in template.values() if r["Type"] == "AWS::CodeArtifact::Domain"]
     for name, value in variables.items():
-        value = exports[value["Fn::ImportValue"]] if isinstance(value, dict) else value  # the network's ids
+        if isinstance(value, dict) and "Fn::ImportValue" in value:  # the network's ids
+            value = exports[value["Fn::ImportValue"]]
+        elif isinstance(value, dict):  # the package mirror's repository, its ARN as CodeArtifact forms it
+            repository = template[value["Fn::GetAtt"][0]]["Properties"]["RepositoryName"]
+            value = f"arn:aws:codeartifact:eu-central-1:{cli_env_account(cli_env)}:repository/{domain}/{repository}"
         body = body.replace("${" + name + "}", value)
     deployed = json.loads(body)
 

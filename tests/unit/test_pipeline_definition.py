@@ -235,6 +235,33 @@ def test_steps_that_load_models_install_the_pinned_frameworks_before_their_scrip
     assert "pip install" not in found["Preprocess"]["Arguments"]["AppSpecification"]["ContainerEntrypoint"][2]
 
 
+def test_with_a_package_mirror_every_job_names_it_and_the_install_goes_through_it():
+    mirror = "arn:aws:codeartifact:eu-central-1:123456789012:repository/modelwerk-dev/python"
+    found = steps(definition(package_repository_arn=mirror))
+    for name in ("Preprocess", "Evaluate", "Baseline", "Train"):
+        assert found[name]["Arguments"]["Environment"]["CA_REPOSITORY_ARN"] == mirror
+    command = found["Evaluate"]["Arguments"]["AppSpecification"]["ContainerEntrypoint"][2]
+    index = 'PIP_INDEX_URL="$(python3 "/opt/ml/code/steps/package_index.py")"'
+    assert command.index("tar -xzf") < command.index(index) < command.index("pip install")
+    assert "${" not in command  # it passes through Fn::Sub untouched
+
+
+def test_a_malformed_mirror_arn_stops_the_job_before_pip_with_one_line(tmp_path):
+    """The processing entry point, run by sh with its /opt/ml paths moved under tmp_path."""
+    command = steps(definition())["Evaluate"]["Arguments"]["AppSpecification"]["ContainerEntrypoint"][2]
+    archive_dir, code_dir = tmp_path / "input" / "code", tmp_path / "code"
+    archive_dir.mkdir(parents=True)
+    with tarfile.open(archive_dir / "sourcedir.tar.gz", "w:gz") as tar:
+        tar.add(ROOT / "sagemaker_pipelines" / "steps" / "package_index.py", arcname="steps/package_index.py")
+    local = command.replace("/opt/ml/processing/input/code", str(archive_dir)).replace("/opt/ml/code", str(code_dir))
+    result = subprocess.run(["/bin/sh", "-c", local, "evaluate.py"], capture_output=True, text=True, timeout=60,
+                            env={"PATH": os.environ["PATH"], "CA_REPOSITORY_ARN": "arn:aws:s3:::not-a-repository"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "package_index: CA_REPOSITORY_ARN='arn:aws:s3:::not-a-repository' is not a CodeArtifact repository ARN "
+        "(arn:aws:codeartifact:<region>:<account>:repository/<domain>/<repository>)"]
+
+
 def test_the_code_archive_ships_frameworks_txt_as_its_requirements_and_stays_byte_stable(tmp_path):
     first = archive.build(tmp_path / "first.tar.gz")
     with tarfile.open(first) as tar:

@@ -518,3 +518,41 @@ def test_a_latest_pointer_is_followed_to_its_manifest(tmp_path) -> None:
         assert sc.resolve_manifest(tmp_path / "latest.json", BUCKET, s3) == manifest
         with pytest.raises(sc.StepError, match="--snapshot-bucket"):
             sc.resolve_manifest(tmp_path / "latest.json", None, s3)
+
+
+# -- the package mirror's index URL ------------------------------------------------------------------------------------
+
+
+def _package_index():
+    spec = importlib.util.spec_from_file_location("package_index", STEPS / "package_index.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_package_index_is_the_mirror_repository_with_a_short_lived_token():
+    from botocore.stub import Stubber
+
+    package_index = _package_index()
+    client = boto3.client("codeartifact", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    owner = {"domain": "modelwerk-dev", "domainOwner": "123456789012"}
+    with Stubber(client) as stub:
+        stub.add_response("get_authorization_token", {"authorizationToken": "t0k3n"},
+                          {**owner, "durationSeconds": 900})
+        stub.add_response("get_repository_endpoint", {
+            "repositoryEndpoint": "https://modelwerk-dev-123456789012.d.codeartifact.eu-central-1.amazonaws.com/"
+                                  "pypi/python/"}, {**owner, "repository": "python", "format": "pypi"})
+        url = package_index.index_url(
+            "arn:aws:codeartifact:eu-central-1:123456789012:repository/modelwerk-dev/python", client)
+    assert url == ("https://aws:t0k3n@modelwerk-dev-123456789012.d.codeartifact.eu-central-1.amazonaws.com/"
+                   "pypi/python/simple/")
+
+
+@pytest.mark.parametrize("arn", ["", "python", "arn:aws:codeartifact:eu-central-1:123456789012:domain/modelwerk-dev",
+                                 "arn:aws:codeartifact:eu-central-1:12345:repository/modelwerk-dev/python"])
+def test_a_missing_or_malformed_mirror_arn_is_one_line_and_exit_2(arn, monkeypatch, capsys):
+    package_index = _package_index()
+    monkeypatch.setenv("CA_REPOSITORY_ARN", arn)
+    assert package_index.main([]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and len(out.err.strip().splitlines()) == 1 and "CodeArtifact repository ARN" in out.err
