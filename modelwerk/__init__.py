@@ -25,6 +25,9 @@ _LAZY = {
     "endpoints": ("modelwerk.endpoints", None),
     "deploy": ("modelwerk.endpoints", "deploy"),
     "predict": ("modelwerk.endpoints", "predict"),
+    "monitoring": ("modelwerk.monitoring", None),
+    "drift_report": ("modelwerk.monitoring", "drift_report"),
+    "feedback": ("modelwerk.monitoring", "feedback"),
 }
 
 
@@ -48,8 +51,11 @@ __all__ = [
     "__version__",
     "approve",
     "deploy",
+    "drift_report",
     "endpoints",
+    "feedback",
     "models",
+    "monitoring",
     "pipelines",
     "predict",
     "reject",

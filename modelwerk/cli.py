@@ -413,7 +413,61 @@ def _parser() -> argparse.ArgumentParser:
         command = endpoints.add_parser(action, parents=[common], help=what)
         command.add_argument("name", metavar="NAME")
         command.set_defaults(run=handler)
+
+    monitor = verbs.add_parser("monitor", help="data drift and model quality of an endpoint")
+    monitor = monitor.add_subparsers(dest="action", required=True)
+    for action, what, handler in (
+            ("run", "compare the endpoint's recent traffic with its version's baseline; judge its alarms",
+             _monitor_run),
+            ("quality", "score the endpoint's captured predictions against the ground truth given by 'feedback'",
+             _monitor_quality)):
+        command = monitor.add_parser(action, parents=[common], help=what)
+        command.add_argument("--endpoint", required=True)
+        command.add_argument("--window-minutes", type=int, default=None,
+                             help="the captured requests of this many minutes before now (default: from cdk.json)")
+        command.set_defaults(run=handler)
+    feedback = verbs.add_parser("feedback", parents=[common], help="upload ground truth (inference_id,label[,row]) "
+                                "for an endpoint's captured predictions")
+    feedback.add_argument("--endpoint", required=True)
+    feedback.add_argument("file", metavar="FILE")
+    feedback.set_defaults(run=_feedback)
     return parser
+
+
+def _monitor_text(p: dict[str, Any]) -> str:
+    rows = [("endpoint", p["endpoint"]), ("window", f"{p['window']['start']} .. {p['window']['end']}"),
+            ("rows", p["rows"]), ("bad lines", p["bad_lines"])]
+    rows += [(f"  {name}", "psi " + ("-" if f["psi"] is None else f"{f['psi']:.3f}"))
+             for name, f in sorted(p["features"].items(), key=lambda i: -(i[1]["psi"] or 0))]
+    rows += [(f"alarm {a['name']}", a["state"]) for a in p["alarms"]]
+    if p.get("retraining_execution_arn"):
+        rows.append(("retraining", p["retraining_execution_arn"]))
+    return _table(rows)
+
+
+def _monitor_run(args: argparse.Namespace, out: _Output) -> None:
+    from modelwerk import monitoring
+
+    with out.progress(f"monitoring {args.endpoint}"):
+        result = monitoring.run(args.endpoint, env=args.env, window_minutes=args.window_minutes)
+    out.result(result.to_dict(), _monitor_text)
+
+
+def _monitor_quality(args: argparse.Namespace, out: _Output) -> None:
+    from modelwerk import monitoring
+
+    with out.progress(f"scoring {args.endpoint} against ground truth"):
+        result = monitoring.run(args.endpoint, env=args.env, window_minutes=args.window_minutes)
+    quality = result.quality or {}
+    out.result({"endpoint": result.endpoint, "window": result.window, **quality,
+                "alarms": [a for a in result.alarms if "quality" in a["name"] or "retraining" in a["name"]]},
+               lambda p: _table([(k, v) for k, v in p.items() if k not in ("alarms",)]))
+
+
+def _feedback(args: argparse.Namespace, out: _Output) -> None:
+    from modelwerk import monitoring
+
+    out.result(monitoring.feedback(args.endpoint, args.file, env=args.env), lambda p: _table(list(p.items())))
 
 
 def main(argv: list[str] | None = None) -> int:

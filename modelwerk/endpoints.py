@@ -399,6 +399,8 @@ class _LocalDeployment:
             f"arn:aws:iam::{self.state.accounts['dev']}:role/{self.platform.project}-{self.platform.env}-endpoint"
         container = {"Image": mv.image or "modelwerk-serving", "Mode": record["mode"],
                      "ModelDataUrl": model_data_url or mv.model_data_url}
+        if record["mode"] == SINGLE_MODEL:  # as the endpoint stack's model names it: the drift monitor reads it
+            container["ModelPackageName"] = mv.arn
         capture = self._capture_environment()
         try:
             sagemaker.create_model(ModelName=model_name, PrimaryContainer=container, ExecutionRoleArn=role)

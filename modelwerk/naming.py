@@ -126,3 +126,29 @@ def capture_prefix() -> str:
 
 # Object layout inside the zone buckets: one implementation in the leaf package the Lambda and the job carry.
 from modelwerk.core.layout import curated_prefix, ledger_prefix, raw_prefix, snapshot_prefix  # noqa: E402,F401
+
+
+# -- monitoring ---------------------------------------------------------------------------------------------------------
+
+#: Where the drift monitor writes its reports and reads ground truth, in the serving bucket.
+MONITORING_REPORT_PREFIX = "monitoring"
+GROUND_TRUTH_PREFIX = "ground-truth"
+#: The namespace of the drift monitor's metrics.
+MONITORING_NAMESPACE = "Modelwerk/Monitoring"
+_MONITOR_ALARM_SUFFIXES = {"drift": "data-drift", "quality": "model-quality", "no-data": "no-data",
+                           "composite": "needs-retraining"}
+
+
+def drift_monitor_function_name(project: str, env: str) -> str:
+    """The environment's drift monitor function (one function; a schedule per monitored endpoint)."""
+    return f"{project}-{env}-drift-monitor"
+
+
+def monitoring_alarm_name(endpoint: str, kind: str) -> str:
+    """A monitoring alarm of an endpoint: ``drift`` (worst PSI), ``quality`` (from ground truth), ``no-data``, and
+    ``composite`` (drift or quality: it notifies on-call and starts retraining)."""
+    return f"{endpoint}-{_MONITOR_ALARM_SUFFIXES[kind]}"
+
+
+def ground_truth_prefix(endpoint: str) -> str:
+    return f"{GROUND_TRUTH_PREFIX}/{endpoint}/"

@@ -194,7 +194,60 @@ class EnvironmentConfig:
 
 #: The metric a use case's quality gate reads by default, per task.
 DEFAULT_QUALITY_METRIC = {"classification": "f1", "regression": "r2"}
-USE_CASE_SETTINGS = ("folder", "quality_metric", "quality_threshold", "hyperparameters")
+USE_CASE_SETTINGS = ("folder", "quality_metric", "quality_threshold", "hyperparameters", "monitoring")
+#: How a drift alarm treats a window without data (CloudWatch's TreatMissingData values).
+NO_DATA_TREATMENTS = ("notBreaching", "breaching", "ignore", "missing")
+#: Quality alarms the monitor can raise: metric -> direction (``min``: alarm below, ``max``: alarm above).
+QUALITY_ALARMS = {"min_accuracy": "Accuracy", "min_f1": "F1", "max_rmse": "RMSE", "max_mae": "MAE"}
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """The drift monitor's settings of a use case (``"monitoring"`` of the use case in cdk.json).
+
+    schedule: how often each of the use case's endpoints is monitored (default ``rate(1 hour)``).
+    window_minutes: the captured requests a run looks at, ending at the run's time (default 60).
+    max_psi: the drift alarm fires when the worst feature's PSI reaches this (default 0.2).
+    drift_periods: consecutive monitor runs at or above ``max_psi`` before the alarm fires (default 1).
+    no_data: how the drift alarm treats a window without requests (default ``notBreaching``; ``breaching`` pages
+        on-call when an endpoint stops receiving traffic).
+    quality: alarm thresholds on model quality from ground truth: ``min_accuracy``, ``min_f1`` (classification),
+        ``max_rmse``, ``max_mae`` (regression); none set, no quality alarm.
+    """
+
+    schedule: str = "rate(1 hour)"
+    window_minutes: int = 60
+    max_psi: float = 0.2
+    drift_periods: int = 1
+    no_data: str = "notBreaching"
+    quality: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, use_case: str, doc: Mapping[str, Any] | None) -> "MonitoringConfig":
+        doc = dict(doc or {})
+        owner = f"use case {use_case!r}: monitoring"
+        unknown = sorted(set(doc) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ConfigurationError(f"{owner} has unknown setting(s) {unknown}; allowed: "
+                                     f"{sorted(cls.__dataclass_fields__)}")
+        config = cls(**doc)
+        if not isinstance(config.schedule, str) or not config.schedule.startswith(("rate(", "cron(")):
+            raise ConfigurationError(f"{owner}: schedule must be an EventBridge rate(...) or cron(...) expression")
+        for name, minimum in (("window_minutes", 1), ("drift_periods", 1)):
+            value = getattr(config, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ConfigurationError(f"{owner}: {name} must be a whole number of at least {minimum}")
+        if isinstance(config.max_psi, bool) or not isinstance(config.max_psi, (int, float)) or config.max_psi <= 0:
+            raise ConfigurationError(f"{owner}: max_psi must be a positive number")
+        if config.no_data not in NO_DATA_TREATMENTS:
+            raise ConfigurationError(f"{owner}: no_data must be one of {list(NO_DATA_TREATMENTS)}")
+        bad = sorted(set(config.quality) - set(QUALITY_ALARMS))
+        if bad:
+            raise ConfigurationError(f"{owner}: quality thresholds {bad} unknown; allowed: {sorted(QUALITY_ALARMS)}")
+        for name, value in config.quality.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigurationError(f"{owner}: quality {name} must be a number")
+        return config
 
 
 @dataclass(frozen=True)
@@ -204,6 +257,7 @@ class UseCaseConfig:
     quality_metric / quality_threshold: the gate a new version must pass to be registered (a metric of the
     evaluate step's ``evaluation.json``; default f1 for classification, r2 for regression, threshold 0.5).
     hyperparameters: training hyperparameters that differ from the training script's defaults.
+    monitoring: the drift monitor's schedule, window and alarm thresholds (:class:`MonitoringConfig`).
     """
 
     name: str
@@ -212,6 +266,7 @@ class UseCaseConfig:
     quality_metric: str = ""
     quality_threshold: float = 0.5
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
 
 
 @dataclass(frozen=True)
@@ -311,6 +366,7 @@ def parse_context(context: Mapping[str, Any], root: Path) -> PlatformConfig:
             name=name, folder=folder, contract=contract,
             quality_metric=str(doc.get("quality_metric") or DEFAULT_QUALITY_METRIC.get(contract.task, "f1")),
             quality_threshold=float(threshold), hyperparameters=dict(doc.get("hyperparameters") or {}),
+            monitoring=MonitoringConfig.from_dict(name, doc.get("monitoring")),
         )
     for environment in environments.values():
         for endpoint in environment.endpoints.values():

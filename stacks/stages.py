@@ -10,6 +10,7 @@ from modelwerk.settings import EnvironmentConfig, PlatformConfig
 from stacks.data_lake_stack import DataLakeStack
 from stacks.endpoint_stack import EndpointStack
 from stacks.network_stack import NetworkStack
+from stacks.monitoring_stack import MonitoringStack
 from stacks.registry_stack import RegistryStack
 from stacks.serving_stack import ServingStack
 from stacks.training_stack import TrainingStack
@@ -27,7 +28,7 @@ def endpoints_stage_id(env: str) -> str:
 
 class WorkloadStage(Stage):
     """dev, staging or prod: network, then the data lake inside it, what the endpoints stand on (serving), then
-    (where configured) training pipelines."""
+    (where configured) training pipelines, and the monitoring of the environment's endpoints."""
 
     def __init__(
         self, scope: Construct, construct_id: str, *, config: PlatformConfig, environment: EnvironmentConfig
@@ -68,6 +69,21 @@ class WorkloadStage(Stage):
                 workload_security_group=self.network.workload_security_group,
                 description=f"{config.project} {environment.name}: training pipelines registering into the registry",
             )
+        self.monitoring = None
+        if any(not e.multi_model for e in environment.endpoints.values()):
+            self.monitoring = MonitoringStack(
+                self,
+                "Monitoring",
+                config=config,
+                environment=environment,
+                vpc=self.network.vpc,
+                workload_security_group=self.network.workload_security_group,
+                serving_bucket_name=self.serving.storage.bucket_name,
+                serving_key_arn=self.serving.storage.key.key_arn,
+                description=f"{config.project} {environment.name}: drift monitor, monitoring alarms, on-call topic",
+            )
+            if self.training is not None:
+                self.monitoring.add_stack_dependency(self.training)  # the retraining rules start its pipelines
 
 
 class RegistryStage(Stage):

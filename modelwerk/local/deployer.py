@@ -387,6 +387,12 @@ class StackDeployer:
             if resource_type == "AWS::Events::Rule":
                 name = self.resources[logical_id].get("Properties", {}).get("Name") or logical_id
                 attributes["Arn"] = f"arn:aws:events:{self.stack.region}:{self.stack.account}:rule/{name}"
+                try:  # what the local event router matches and starts (pipeline targets)
+                    resolved = self.resolver.resolve(self.resources[logical_id].get("Properties", {}))
+                    attributes.update({k: resolved[k] for k in ("EventPattern", "ScheduleExpression", "Targets",
+                                                                  "State") if k in resolved})
+                except (Unresolvable, ValueError, KeyError, TypeError) as error:
+                    log.debug("%s: rule %s kept without its properties: %s", self.stack.name, logical_id, error)
             self.deployment.resources[logical_id] = DeployedResource(
                 logical_id, resource_type, route, physical_id=attributes.get("Arn"), attributes=attributes, note=note)
         else:

@@ -124,4 +124,60 @@ def put_event(event: dict[str, Any], *, bus: str = "default", stage: str = "dev"
                     deliveries.append(Delivery(rule["Name"], arn, lambdas.invoke(name, payload, stage=stage)))
                 else:
                     log.info("rule %s: target %s is not routed locally", rule["Name"], arn)
-    return deliveries + _notify_subscribers(event)
+    return deliveries + _start_pipelines(event, stage) + _notify_subscribers(event)
+
+
+def _pipeline_rules(stage: str) -> list[tuple[str, dict[str, Any]]]:
+    """(name, resolved properties) of the stage's rules with a SageMaker pipeline target: the local runtime owns
+    them (the embedded EventBridge fails every event that matches one)."""
+    from modelwerk import local
+
+    try:
+        record = local.deployment_record(stage)
+    except Exception:  # noqa: BLE001 - no deployment (a test's own embedded AWS): no such rules
+        return []
+    rules = []
+    for stack in record.get("stacks", []):
+        for logical_id, resource in (stack.get("resources") or {}).items():
+            attributes = resource.get("attributes") or {}
+            if resource.get("type") == "AWS::Events::Rule" and attributes.get("EventPattern") and any(
+                    "SageMakerPipelineParameters" in t for t in attributes.get("Targets", [])):
+                rules.append((f"{stack.get('stack_name', '')}/{logical_id}", attributes))
+    return rules
+
+
+def _start_pipelines(event: dict[str, Any], stage: str) -> list[Delivery]:
+    """Start, through the local executor, the pipelines of the rules that match ``event`` (not waiting for them)."""
+    from moto.events.models import EventPattern
+
+    deliveries = []
+    for name, rule in _pipeline_rules(stage):
+        if rule.get("State", "ENABLED") != "ENABLED":
+            continue
+        pattern = rule["EventPattern"]
+        if not EventPattern.load(json.dumps(pattern) if isinstance(pattern, dict) else pattern).matches_event(event):
+            continue
+        for target in rule["Targets"]:
+            parameters = {p["Name"]: p["Value"] for p in
+                          target.get("SageMakerPipelineParameters", {}).get("PipelineParameterList", [])}
+            arn = target["Arn"]
+            try:
+                execution = _start_pipeline(arn.rsplit("/", 1)[-1], parameters)
+            except Exception as error:  # noqa: BLE001 - EventBridge, too, records a failed target and goes on
+                log.warning("rule %s: pipeline %s did not start: %s", name, arn, error)
+                execution = error
+            deliveries.append(Delivery(name, arn, execution))
+    return deliveries
+
+
+def _start_pipeline(pipeline_name: str, parameters: dict[str, str]) -> Any:
+    from modelwerk import naming, pipelines, settings
+    from modelwerk.platform import resolve
+
+    platform = resolve(None)
+    config = settings.load()
+    use_case = next((u for u in config.use_cases
+                     if naming.training_pipeline_name(config.project, platform.env, u) == pipeline_name), None)
+    if use_case is None:
+        raise LookupError(f"no use case runs pipeline {pipeline_name}")
+    return pipelines.run(use_case, parameters, wait=False)

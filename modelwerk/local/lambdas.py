@@ -150,8 +150,11 @@ def _load_handler(function: LocalFunction):
     return _loaded[path]
 
 
-def invoke(name: str, event: dict[str, Any], *, stage: str = "dev") -> Any:
-    """Invoke the deployed function ``name`` with ``event`` and return what its handler returns."""
+def invoke(name: str, event: dict[str, Any], *, stage: str = "dev", environment: dict[str, str] | None = None) -> Any:
+    """Invoke the deployed function ``name`` with ``event`` and return what its handler returns.
+
+    ``environment`` adds variables the local runtime needs on top of the deployed ones (a role to reach another
+    account through, where AWS would honour a resource policy that the embedded AWS does not)."""
     function = find_function(name, stage)
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
     account = boto3.client("sts").get_caller_identity()["Account"]
@@ -165,7 +168,8 @@ def invoke(name: str, event: dict[str, Any], *, stage: str = "dev") -> Any:
     }
     output = _outputs.setdefault(function.name, io.StringIO())
     try:
-        with _environment({**function.environment, **runtime_env}), redirect_stdout(output), redirect_stderr(output):
+        with _environment({**function.environment, **(environment or {}), **runtime_env}), redirect_stdout(output), \
+                redirect_stderr(output):
             handler = _load_handler(function)  # module-scope Powertools objects read the environment at import
             return handler(event, context)
     finally:
@@ -183,6 +187,7 @@ def _ship_logs(function_name: str, request_id: str, output: io.StringIO) -> None
     output.truncate()
     if not lines:
         return
+    publish_embedded_metrics(lines)
     logs = boto3.client("logs")
     group = f"/aws/lambda/{function_name}"
     stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{request_id.replace('-', '')}"
@@ -194,3 +199,37 @@ def _ship_logs(function_name: str, request_id: str, output: io.StringIO) -> None
     now = int(time.time() * 1000)
     logs.put_log_events(logGroupName=group, logStreamName=stream,
                         logEvents=[{"timestamp": now, "message": line} for line in lines])
+
+
+def publish_embedded_metrics(lines: list[str]) -> int:
+    """Metrics in CloudWatch's embedded metric format (what Powertools prints) put into the embedded CloudWatch, as
+    CloudWatch Logs extracts them on AWS; returns how many data points were put."""
+    from datetime import datetime, timezone
+
+    data: dict[str, list[dict[str, Any]]] = {}
+    for line in lines:
+        if '"_aws"' not in line:
+            continue
+        try:
+            document = json.loads(line)
+            meta = document["_aws"]
+            when = datetime.fromtimestamp(int(meta["Timestamp"]) / 1000, tz=timezone.utc)
+            directives = meta["CloudWatchMetrics"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        for directive in directives:
+            for dimension_set in directive.get("Dimensions") or [[]]:
+                dimensions = [{"Name": name, "Value": str(document[name])} for name in dimension_set
+                              if name in document]
+                for metric in directive.get("Metrics", []):
+                    values = document.get(metric["Name"])
+                    for value in values if isinstance(values, list) else [values]:
+                        if isinstance(value, (int, float)):
+                            data.setdefault(directive["Namespace"], []).append({
+                                "MetricName": metric["Name"], "Dimensions": dimensions, "Timestamp": when,
+                                "Value": float(value), "Unit": metric.get("Unit") or "None"})
+    cloudwatch = boto3.client("cloudwatch") if data else None
+    for namespace, points in data.items():
+        for start in range(0, len(points), 1000):
+            cloudwatch.put_metric_data(Namespace=namespace, MetricData=points[start:start + 1000])
+    return sum(len(points) for points in data.values())

@@ -771,8 +771,12 @@ def build_baseline(frame: pd.DataFrame, schema: Mapping[str, Any], *, bins: int,
     for name in [f["name"] for f in schema["input_schema"] if f["type"] == "boolean"]:
         inputs[name] = inputs[name].map({1.0: True, 0.0: False}).astype(object)
     try:
-        return drift.build_baseline(
+        baseline = drift.build_baseline(
             inputs, numeric=numeric, categorical=categorical, bins=bins, sample_size=sample_size, seed=seed
         )
     except drift.DriftError as exc:
         raise StepError(f"baseline: {exc}") from exc
+    # The drift monitor reads captured CSV requests in this order and normalises booleans by these types.
+    baseline.document["inputs"] = [{"name": f["name"], "type": f["type"]} for f in schema["input_schema"]]
+    baseline.document["task"] = schema["task"]  # how the monitor scores ground truth
+    return baseline

@@ -109,11 +109,11 @@ def lint(template: Path) -> list[Any]:
 
 def test_cfn_lint_finds_no_errors_in_any_template(synthesized, config):
     templates = synthesized.template_files()
-    # Network, DataLake and Serving per workload environment, ModelRegistry, the training environments' Training,
-    # and one stack per configured endpoint in the endpoints stages.
+    # Network, DataLake, Serving and Monitoring per workload environment, ModelRegistry, the training environments'
+    # Training, and one stack per configured endpoint in the endpoints stages.
     endpoints = sum(len(w.endpoints) for w in config.workloads)
     assert endpoints == 7
-    assert len(templates) == 3 * len(config.workloads) + 1 + len(config.training_environments) + endpoints
+    assert len(templates) == 4 * len(config.workloads) + 1 + len(config.training_environments) + endpoints
     errors, unexpected_warnings = [], []
     for template in templates:
         for match in lint(template):

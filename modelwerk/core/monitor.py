@@ -1,0 +1,314 @@
+"""The drift monitor's work on one window of captured requests: bodies to feature rows, rows to drift statistics,
+captured predictions joined to ground truth for model quality.
+
+One implementation for the drift Lambda (``lambdas/drift_monitor``), ``modelwerk monitor run`` and the tests. It
+reads what the capture holds (``modelwerk.core.capture``) and compares with the baseline registered with the version
+an endpoint serves (``modelwerk.core.drift``); it makes no AWS call.
+
+Requests are read as the serving container reads them: ``text/csv`` rows without a header in the version's input
+order; ``application/json`` as ``{"instances": [...]}``, a list of rows or one object; ``application/jsonlines``
+one row per line; a row is a list in input order or an object of ``column: value``. What cannot be read is counted,
+never fatal: a line that is not a capture record (``bad_lines``), a request whose body is not readable or whose
+content type is not one of those (``bad_requests``), a row with the wrong number of values (``bad_rows``); the first
+few reasons are kept. Values stay as sent; :func:`modelwerk.core.drift.compare` counts the non-numeric ones.
+
+Example
+-------
+>>> from modelwerk.core.capture import capture_line
+>>> lines = capture_line("1.5,north", "text/csv", "0", "text/csv") + capture_line('{"x": 2, "site": "south"}',
+...     "application/json", '{"predictions": [1]}', "application/json") + b"not a record\\n"
+>>> window = read_window([lines], ["x", "site"])
+>>> window.frame.to_dict("list"), window.requests, window.bad_lines
+({'x': ['1.5', 2], 'site': ['north', 'south']}, 2, 1)
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelwerk.core.capture import CapturedRequest, iter_lines
+
+__all__ = ["QualityError", "Window", "compare_window", "feature_summary", "hour_prefixes", "input_columns",
+           "predictions_frame", "quality", "read_window", "window_bounds"]
+
+#: Reasons kept per window (the counts are always complete).
+KEEP_ERRORS = 10
+_CSV, _JSON, _JSONLINES = "text/csv", "application/json", "application/jsonlines"
+_MEDIA = {_CSV: _CSV, _JSON: _JSON, _JSONLINES: _JSONLINES, "application/x-jsonlines": _JSONLINES}
+
+
+class QualityError(ValueError):
+    """Ground truth that cannot be scored (no label column, an unknown task)."""
+
+
+@dataclass
+class Window:
+    """The feature rows of a window's requests, and what could not be read.
+
+    ``frame`` has the input columns in order (values as sent, ``None`` where a JSON row left one out) plus the extra
+    columns JSON rows named; ``inference_ids`` and ``predictions`` hold, per request that had them, the caller's
+    ``InferenceId`` and the captured output's predictions (for joining ground truth).
+    """
+
+    frame: pd.DataFrame
+    requests: int = 0
+    bad_lines: int = 0
+    bad_requests: int = 0
+    bad_rows: int = 0
+    errors: list[str] = field(default_factory=list)
+    content_types: Counter = field(default_factory=Counter)
+    predictions: list[tuple[str, int, Any]] = field(default_factory=list)
+    first: _dt.datetime | None = None
+    last: _dt.datetime | None = None
+
+    @property
+    def rows(self) -> int:
+        return len(self.frame)
+
+    def problem(self, reason: str) -> None:
+        if len(self.errors) < KEEP_ERRORS:
+            self.errors.append(reason)
+
+
+def window_bounds(end: _dt.datetime, minutes: int) -> tuple[_dt.datetime, _dt.datetime]:
+    """``[end - minutes, end)`` in UTC, ``end`` truncated to the minute: the window a scheduled run looks at."""
+    if end.tzinfo is None:
+        raise ValueError("end must be timezone-aware")
+    if minutes < 1:
+        raise ValueError("a window lasts at least one minute")
+    end = end.astimezone(_dt.timezone.utc).replace(second=0, microsecond=0)
+    return end - _dt.timedelta(minutes=minutes), end
+
+
+def hour_prefixes(start: _dt.datetime, end: _dt.datetime) -> list[str]:
+    """The ``yyyy/mm/dd/hh`` key parts of the capture objects that may hold records of ``[start, end)``."""
+    hour = start.astimezone(_dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
+    prefixes = []
+    while hour < end:
+        prefixes.append(f"{hour:%Y/%m/%d/%H}")
+        hour += _dt.timedelta(hours=1)
+    return prefixes
+
+
+def read_window(bodies: Iterable[bytes | str], columns: Sequence[str], *,
+                start: _dt.datetime | None = None, end: _dt.datetime | None = None) -> Window:
+    """The feature rows of the capture objects' records whose inference time is in ``[start, end)`` (all if not
+    given); ``columns`` are the model's inputs in request order."""
+    columns = list(columns)
+    width = len(columns)
+    csv_rows: list[list[Any]] = []
+    dict_rows: list[dict[str, Any]] = []
+    window = Window(frame=pd.DataFrame())
+    for body in bodies:
+        lines = iter_lines(body, keep_errors=KEEP_ERRORS)
+        for record in lines:
+            when = record.inference_time
+            if (start is not None and when < start) or (end is not None and when >= end):
+                continue
+            window.requests += 1
+            window.first = when if window.first is None or when < window.first else window.first
+            window.last = when if window.last is None or when > window.last else window.last
+            rows = _request_rows(record, window)
+            if rows is None:
+                continue
+            for row in rows:
+                if isinstance(row, dict):
+                    dict_rows.append(row)
+                elif isinstance(row, list) and len(row) == width:
+                    csv_rows.append(row)
+                else:
+                    window.bad_rows += 1
+                    size = len(row) if isinstance(row, list) else type(row).__name__
+                    window.problem(f"request {record.event_id}: a row of {size} value(s), the model takes {width}")
+            if record.inference_id is not None and record.output_data is not None:
+                window.predictions.append((record.inference_id, len(rows), record.output_data))
+        window.bad_lines += lines.corrupt
+        for number, reason in lines.errors:
+            window.problem(f"line {number}: {reason}")
+    frames = []
+    if csv_rows:
+        frames.append(pd.DataFrame(csv_rows, columns=columns, dtype=object))
+    if dict_rows:
+        named = pd.DataFrame.from_records(dict_rows)
+        frames.append(named.reindex(columns=[*columns, *[c for c in named.columns if c not in columns]]))
+    window.frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns, dtype=object)
+    return window
+
+
+def _request_rows(record: CapturedRequest, window: Window) -> list[Any] | None:
+    media = _MEDIA.get((record.input_content_type or "").split(";")[0].strip().lower())
+    window.content_types[record.input_content_type or "none"] += 1
+    if record.input_data is None:
+        window.bad_requests += 1
+        window.problem(f"request {record.event_id}: the capture holds no input")
+        return None
+    if media is None:
+        window.bad_requests += 1
+        window.problem(f"request {record.event_id}: content type {record.input_content_type!r} is not CSV, JSON "
+                       "or JSON Lines")
+        return None
+    text = record.input_data
+    try:
+        if media == _CSV:
+            return _csv_rows(text)
+        if media == _JSON:
+            document = json.loads(text)
+            if isinstance(document, dict):
+                document = document["instances"] if "instances" in document else [document]
+            if not isinstance(document, list):
+                raise ValueError(f"the JSON body is a {type(document).__name__}")
+            return document
+        return [json.loads(line) for line in text.split("\n") if line.strip()]
+    except (ValueError, csv.Error) as exc:
+        window.bad_requests += 1
+        window.problem(f"request {record.event_id}: {media} body not readable: {exc}")
+        return None
+
+
+def _csv_rows(text: str) -> list[list[str]]:
+    if '"' not in text:
+        return [line.rstrip("\r").split(",") for line in text.split("\n") if line.strip()]
+    return [row for row in csv.reader(io.StringIO(text), strict=True) if row]
+
+
+def input_columns(baseline: Any) -> list[str]:
+    """The model's inputs in request order: the baseline's ``inputs`` (written by the baseline step), else its
+    features."""
+    inputs = baseline.document.get("inputs")
+    return [f["name"] for f in inputs] if inputs else list(baseline.features)
+
+
+def compare_window(baseline: Any, window: Window) -> dict[str, Any]:
+    """The window's drift report (``DriftReport.to_dict()``), booleans read as the baseline step wrote them."""
+    from modelwerk.core import drift
+
+    frame = window.frame
+    booleans = [f["name"] for f in baseline.document.get("inputs") or () if f.get("type") == "boolean"]
+    if booleans and len(frame):
+        frame = frame.copy()
+        for name in booleans:
+            if name in frame.columns:
+                frame[name] = frame[name].map(_boolean_text)
+    return drift.compare(baseline, frame).to_dict()
+
+
+def _boolean_text(value: Any) -> Any:
+    """``True``/``False`` as the baseline holds booleans; anything else as it came (an unseen category)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    text = str(value).strip().lower()
+    if text in ("true", "1", "1.0"):
+        return "True"
+    if text in ("false", "0", "0.0"):
+        return "False"
+    return None if text == "" else value
+
+
+def feature_summary(report: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per feature the four figures the monitor publishes: ``psi``, ``ks``, ``js``, ``missing_rate``."""
+    return {name: {key: stats.get(key) for key in ("psi", "ks", "js", "missing_rate")}
+            for name, stats in report["features"].items()}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Model quality
+
+
+def _predicted_values(output: str) -> list[Any]:
+    """The predictions of a captured response: CSV lines, ``{"predictions": [...]}`` or JSON Lines."""
+    text = output.strip()
+    if not text:
+        return []
+    if text.startswith("{") or text.startswith("["):
+        try:
+            document = json.loads(text)
+        except ValueError:
+            return [json.loads(line).get("prediction") for line in text.splitlines() if line.strip()]
+        if isinstance(document, dict):
+            document = document.get("predictions", [document.get("prediction")])
+        return list(document)
+    return [line.strip() for line in text.splitlines()]
+
+
+def predictions_frame(window: Window) -> pd.DataFrame:
+    """One row per captured prediction with an inference id: ``inference_id``, ``row`` (0-based), ``prediction``."""
+    records = []
+    for inference_id, _count, output in window.predictions:
+        try:
+            values = _predicted_values(output)
+        except (ValueError, AttributeError):
+            window.problem(f"inference {inference_id}: the captured output is not readable")
+            continue
+        records += [(inference_id, row, value) for row, value in enumerate(values)]
+    return pd.DataFrame(records, columns=["inference_id", "row", "prediction"])
+
+
+def quality(predictions: pd.DataFrame, labels: pd.DataFrame, task: str) -> dict[str, Any]:
+    """Predictions joined to ground truth on ``inference_id`` (and ``row`` where the labels give it; else row 0).
+
+    Classification: ``accuracy`` and ``f1`` (binary, positive class ``1``; macro over classes otherwise).
+    Regression: ``rmse`` and ``mae``. Always ``matched`` (pairs scored) and ``unmatched_labels``.
+    """
+    if "inference_id" not in labels.columns or "label" not in labels.columns:
+        raise QualityError("ground truth needs the columns inference_id and label")
+    if task not in ("classification", "regression"):
+        raise QualityError(f"task {task!r} is not classification or regression")
+    truth = labels.copy()
+    truth["inference_id"] = truth["inference_id"].astype(str)
+    truth["row"] = pd.to_numeric(truth["row"], errors="coerce").fillna(0).astype(int) if "row" in truth else 0
+    found = predictions.copy()
+    found["inference_id"] = found["inference_id"].astype(str)
+    joined = truth.merge(found, on=["inference_id", "row"], how="left")
+    paired = joined[joined["prediction"].notna() & joined["label"].notna()]
+    result: dict[str, Any] = {"matched": int(len(paired)), "unmatched_labels": int(len(joined) - len(paired))}
+    if paired.empty:
+        keys = ("accuracy", "f1") if task == "classification" else ("rmse", "mae")
+        return {**result, **dict.fromkeys(keys)}
+    if task == "regression":
+        predicted = pd.to_numeric(paired["prediction"], errors="coerce").to_numpy(dtype=np.float64)
+        actual = pd.to_numeric(paired["label"], errors="coerce").to_numpy(dtype=np.float64)
+        usable = np.isfinite(predicted) & np.isfinite(actual)
+        error = predicted[usable] - actual[usable]
+        result["matched"] = int(usable.sum())
+        if not usable.any():
+            return {**result, "rmse": None, "mae": None}
+        return {**result, "rmse": float(math.sqrt(np.mean(error ** 2))), "mae": float(np.mean(np.abs(error)))}
+    predicted = paired["prediction"].map(_label_text).to_numpy(dtype=object)
+    actual = paired["label"].map(_label_text).to_numpy(dtype=object)
+    accuracy = float(np.mean(predicted == actual))
+    classes = sorted(set(actual) | set(predicted))
+    positive = ["1"] if set(classes) <= {"0", "1"} else classes
+    scores = []
+    for cls in positive:
+        tp = int(np.sum((predicted == cls) & (actual == cls)))
+        fp = int(np.sum((predicted == cls) & (actual != cls)))
+        fn = int(np.sum((predicted != cls) & (actual == cls)))
+        scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
+    return {**result, "accuracy": accuracy, "f1": float(np.mean(scores))}
+
+
+def _label_text(value: Any) -> str:
+    """Labels compared by text, so 1, 1.0, "1" and True are one class."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (int, float, np.integer, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    text = str(value).strip()
+    if text.lower() in ("true", "false"):
+        return "1" if text.lower() == "true" else "0"
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return str(int(number)) if math.isfinite(number) and number.is_integer() else text

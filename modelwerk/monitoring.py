@@ -1,0 +1,247 @@
+"""Monitoring: how far an endpoint's traffic has drifted from its version's baseline, how good its predictions are
+against ground truth, and whether that needs retraining.
+
+``run`` invokes the environment's drift monitor function with the scheduled event its schedule sends (locally: the
+function's handler from its code asset, in this process, on the capture files in the embedded S3), then reports the
+endpoint's monitoring alarms. Locally the alarms are judged by the local alarm evaluator; an alarm that goes to
+ALARM notifies the on-call topic and, through the retraining rule, starts the use case's pipeline with the local
+executor. ``feedback`` uploads ground truth keyed by the inference ids callers gave (``InferenceId``).
+
+Example
+-------
+>>> import modelwerk
+>>> result = modelwerk.monitoring.run("pump-health")
+>>> result.rows, result.alarms[0]
+(1200, {'name': 'pump-health-data-drift', 'state': 'ALARM'})
+>>> modelwerk.drift_report(result)          # a table in a notebook, one bar per feature's PSI
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import html
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from modelwerk import naming
+from modelwerk.errors import ConfigurationError, NotFoundError, ValidationError
+
+#: The columns a ground-truth file carries (``row`` optional: the row of a many-row request, from 0).
+GROUND_TRUTH_COLUMNS = ("inference_id", "label")
+
+
+@dataclass(frozen=True)
+class MonitorResult:
+    """One monitor run of an endpoint: the window, what was read, drift per feature, the alarms after it."""
+
+    endpoint: str
+    window: dict[str, str]
+    rows: int
+    bad_lines: int
+    features: dict[str, dict[str, float | None]]
+    worst: dict[str, Any]
+    quality: dict[str, Any] | None
+    report_uri: str | None
+    alarms: list[dict[str, str]] = field(default_factory=list)
+    retraining_execution_arn: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"endpoint": self.endpoint, "window": self.window, "rows": self.rows, "bad_lines": self.bad_lines,
+                "features": self.features, "worst": self.worst, "quality": self.quality,
+                "report_uri": self.report_uri, "alarms": self.alarms,
+                "retraining_execution_arn": self.retraining_execution_arn}
+
+    def drifted(self, threshold: float = 0.2) -> list[str]:
+        return [n for n, f in self.features.items() if f.get("psi") is not None and f["psi"] >= threshold]
+
+    def _repr_html_(self) -> str:
+        return drift_report(self)._repr_html_()
+
+
+def _endpoint_config(platform: Any, endpoint: str) -> tuple[str, Any]:
+    """(use case, its MonitoringConfig) of a configured single-model endpoint."""
+    from modelwerk import settings
+
+    config = settings.load()
+    configured = config.environment(platform.env).endpoints.get(endpoint)
+    if configured is None:
+        raise NotFoundError(f"endpoint {endpoint!r} is not configured in the {platform.env} environment; monitored "
+                            f"are {sorted(config.environment(platform.env).endpoints)}")
+    if configured.multi_model:
+        raise ValidationError(f"{endpoint} is a multi-model endpoint: its versions each have their own baseline; "
+                              "monitor a single-model endpoint")
+    return configured.use_case, config.use_case(configured.use_case).monitoring
+
+
+def alarm_names(endpoint: str, quality: dict[str, float]) -> list[str]:
+    """The endpoint's monitoring alarms, as the monitoring stack names them (the composite last)."""
+    from modelwerk.settings import QUALITY_ALARMS
+
+    names = [naming.monitoring_alarm_name(endpoint, kind) for kind in ("drift", "no-data")]
+    names += [f"{naming.monitoring_alarm_name(endpoint, 'quality')}-{QUALITY_ALARMS[k].lower()}" for k in sorted(quality)]
+    return [*names, naming.monitoring_alarm_name(endpoint, "composite")]
+
+
+def scheduled_event(endpoint: str, window_minutes: int, at: _dt.datetime, account: str, region: str,
+                    rule_arn: str) -> dict[str, Any]:
+    """The event an endpoint's monitoring schedule sends: EventBridge's scheduled event, the endpoint in detail."""
+    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": account, "time": at.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": region, "resources": [rule_arn],
+            "detail": {"endpoint": endpoint, "window_minutes": window_minutes}}
+
+
+def run(endpoint: str, *, env: str | None = None, at: _dt.datetime | None = None,
+        window_minutes: int | None = None) -> MonitorResult:
+    """Monitor ``endpoint`` over the window ending at ``at`` (default now); see the module's notes."""
+    from modelwerk.platform import resolve
+
+    platform = resolve(env)
+    use_case, settings = _endpoint_config(platform, endpoint)
+    at = at or _dt.datetime.now(_dt.timezone.utc)
+    minutes = window_minutes or settings.window_minutes
+    function = naming.drift_monitor_function_name(platform.project, platform.env)
+    started = time.time()
+    if platform.local:
+        from modelwerk import local
+        from modelwerk.local import lambdas
+
+        state = local.read_state()
+        event = scheduled_event(endpoint, minutes, at, state.accounts[platform.env], state.region,
+                                f"arn:aws:events:{state.region}:{state.accounts[platform.env]}:rule/{function}")
+        registry_role = f"arn:aws:iam::{state.accounts['registry']}:role/{local.LOCAL_ROLE_NAME}"
+        report = lambdas.invoke(function, event, environment={"REGISTRY_ROLE_ARN": registry_role})
+        alarms, retraining = _evaluate_locally(use_case, alarm_names(endpoint, settings.quality), started)
+    else:
+        import boto3
+
+        identity = boto3.client("sts").get_caller_identity()["Account"]
+        region = boto3.session.Session().region_name or "eu-central-1"
+        event = scheduled_event(endpoint, minutes, at, identity, region,
+                                f"arn:aws:events:{region}:{identity}:rule/{function}")
+        answer = boto3.client("lambda").invoke(FunctionName=function, Payload=json.dumps(event).encode())
+        report = json.loads(answer["Payload"].read())
+        if answer.get("FunctionError"):
+            raise ValidationError(f"the drift monitor failed: {report.get('errorMessage', report)}")
+        described = boto3.client("cloudwatch").describe_alarms(
+            AlarmNames=alarm_names(endpoint, settings.quality), AlarmTypes=["MetricAlarm", "CompositeAlarm"])
+        alarms = [{"name": a["AlarmName"], "state": a["StateValue"]}
+                  for a in [*described["MetricAlarms"], *described["CompositeAlarms"]]]
+        retraining = None  # EventBridge starts it from the composite alarm, asynchronously
+    return MonitorResult(endpoint=endpoint, window=report["window"], rows=report["rows"],
+                         bad_lines=report["bad_lines"], features=report["features"], worst=report["worst"],
+                         quality=report.get("quality"), report_uri=report.get("report_uri"), alarms=alarms,
+                         retraining_execution_arn=retraining)
+
+
+def _evaluate_locally(use_case: str, names: list[str], since: float) -> tuple[list[dict[str, str]], str | None]:
+    import boto3
+
+    from modelwerk import local, pipelines
+    from modelwerk.local.alarms import AlarmEvaluator
+
+    state = local.read_state()
+    evaluator = AlarmEvaluator(boto3.Session(), records_dir=local._records_dir(Path(state.root)))
+    transitions = evaluator.evaluate(names)
+    started_pipeline = any(":pipeline/" in action for t in transitions for action in t.actions_run)
+    alarms = [{"name": name, "state": evaluator.state(name)} for name in names]
+    retraining = None
+    if started_pipeline:
+        recent = [e for e in pipelines.executions(use_case, limit=5)
+                  if e.started_at is None or _epoch(e.started_at) >= since - 1]
+        retraining = recent[0].execution_arn if recent else None
+    return alarms, retraining
+
+
+def _epoch(value: Any) -> float:
+    if isinstance(value, _dt.datetime):
+        return value.timestamp()
+    try:
+        return _dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+# -- ground truth ------------------------------------------------------------------------------------------------------
+
+
+def feedback(endpoint: str, path: str | Path, *, env: str | None = None) -> dict[str, Any]:
+    """Upload ground truth for ``endpoint``: a CSV with ``inference_id`` and ``label`` (and ``row`` for a many-row
+    request). The monitor joins it to the captured predictions with those inference ids."""
+    import boto3
+
+    from modelwerk.platform import resolve
+
+    file = Path(path)
+    if not file.is_file():
+        raise ValidationError(f"{file} not found: give a CSV file with the columns inference_id and label")
+    try:
+        frame = pd.read_csv(file, dtype={"inference_id": str})
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValidationError(f"{file} is not a readable CSV file ({exc}); give inference_id,label rows") from None
+    missing = [c for c in GROUND_TRUTH_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValidationError(f"{file} lacks the column(s) {missing}; ground truth is inference_id,label[,row]")
+    blank = int(frame["inference_id"].isna().sum() + frame["label"].isna().sum())
+    if frame.empty or blank == 2 * len(frame):
+        raise ValidationError(f"{file} holds no labelled rows")
+    platform = resolve(env)
+    _endpoint_config(platform, endpoint)
+    body = file.read_bytes()
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    key = f"{naming.ground_truth_prefix(endpoint)}{stamp}-{hashlib.sha256(body).hexdigest()[:12]}.csv"
+    bucket = platform.bucket("serving")
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=body, ContentType="text/csv")
+    return {"endpoint": endpoint, "rows": int(len(frame)), "rows_without_label_or_id": blank,
+            "uri": f"s3://{bucket}/{key}"}
+
+
+# -- notebooks ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DriftReportView:
+    """A monitor run as a notebook shows it: a table of the features, worst first, with a PSI bar each."""
+
+    result: MonitorResult
+    threshold: float = 0.2
+
+    def frame(self) -> pd.DataFrame:
+        rows = [{"feature": name, **stats} for name, stats in self.result.features.items()]
+        frame = pd.DataFrame(rows, columns=["feature", "psi", "ks", "js", "missing_rate"])
+        return frame.sort_values("psi", ascending=False, na_position="last").reset_index(drop=True)
+
+    def _repr_html_(self) -> str:
+        frame = self.frame()
+        top = max([v for v in frame["psi"] if v is not None and v == v] + [self.threshold])
+        cells = []
+        for row in frame.itertuples():
+            psi = row.psi if row.psi is not None and row.psi == row.psi else None
+            width = 0 if psi is None else int(200 * psi / top)
+            colour = "#c0392b" if psi is not None and psi >= self.threshold else "#2e86c1"
+            bar = f'<svg width="204" height="12"><rect width="{width}" height="12" fill="{colour}"/></svg>'
+            figures = "".join(f"<td>{'' if v is None or v != v else f'{v:.3f}'}</td>"
+                              for v in (row.psi, row.ks, row.js, row.missing_rate))
+            cells.append(f"<tr><td>{html.escape(str(row.feature))}</td>{figures}<td>{bar}</td></tr>")
+        alarms = ", ".join(f"{html.escape(a['name'])}: {a['state']}" for a in self.result.alarms) or "none"
+        return (f"<div><b>{html.escape(self.result.endpoint)}</b> — {self.result.rows} rows, "
+                f"{self.result.bad_lines} bad lines, window {html.escape(self.result.window.get('start', ''))} to "
+                f"{html.escape(self.result.window.get('end', ''))}; alarms: {alarms}"
+                "<table><tr><th>feature</th><th>PSI</th><th>KS</th><th>JS</th><th>missing</th><th></th></tr>"
+                + "".join(cells) + "</table></div>")
+
+
+def drift_report(result: MonitorResult | str, *, env: str | None = None, threshold: float = 0.2) -> DriftReportView:
+    """A monitor run (or, given an endpoint's name, a new one) as a table for a notebook."""
+    if isinstance(result, str):
+        result = run(result, env=env)
+    if not isinstance(result, MonitorResult):
+        raise ConfigurationError("drift_report takes a MonitorResult or an endpoint name")
+    return DriftReportView(result, threshold)
