@@ -99,10 +99,9 @@ def load_baseline(session: boto3.Session, package_arn: str) -> tuple[Baseline, d
         reference = s3.get_object(Bucket=bucket, Key=reference_key)["Body"].read()
     except s3.exceptions.NoSuchKey:
         reference = None
-    version = {"model_package_arn": package_arn, "version": package.get("ModelPackageVersion"), "baseline_uri": uri,
-               "task": None}
     baseline = Baseline.load(document, reference)
-    version["task"] = baseline.document.get("task")
+    version = {"model_package_arn": package_arn, "version": package.get("ModelPackageVersion"), "baseline_uri": uri,
+               "task": baseline.document.get("task")}
     return baseline, version
 
 

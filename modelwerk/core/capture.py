@@ -133,6 +133,22 @@ def _time_text(when: _dt.datetime) -> str:
     return when.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _sides(input_data: bytes | str | None, input_content_type: str | None, output_data: bytes | str | None,
+           output_content_type: str | None) -> list[tuple[str, str, str, str, str]]:
+    """(field, mode, content type, text, encoding) of each side given; at least one side, each with its type."""
+    sides = []
+    for (field, mode), data, content_type in zip(
+        _SIDES, (input_data, output_data), (input_content_type, output_content_type)
+    ):
+        if data is not None:
+            if not content_type:
+                raise ValueError(f"{field}: a content type is needed with the data")
+            sides.append((field, mode, content_type, *_encoded(data, content_type)))
+    if not sides:
+        raise ValueError("a capture record needs the input, the output or both")
+    return sides
+
+
 def capture_record(
     input_data: bytes | str | None,
     input_content_type: str | None,
@@ -147,17 +163,9 @@ def capture_record(
 
     ``event_id`` defaults to a new UUID, ``inference_time`` to now; ``inference_id`` is recorded only when given.
     """
-    capture: dict[str, Any] = {}
-    for (field, mode), data, content_type in zip(
-        _SIDES, (input_data, output_data), (input_content_type, output_content_type)
-    ):
-        if data is not None:
-            if not content_type:
-                raise ValueError(f"{field}: a content type is needed with the data")
-            text, encoding = _encoded(data, content_type)
-            capture[field] = {"observedContentType": content_type, "mode": mode, "data": text, "encoding": encoding}
-    if not capture:
-        raise ValueError("a capture record needs the input, the output or both")
+    capture = {field: {"observedContentType": content_type, "mode": mode, "data": text, "encoding": encoding}
+               for field, mode, content_type, text, encoding in _sides(input_data, input_content_type, output_data,
+                                                                       output_content_type)}
     metadata = {"eventId": event_id or str(uuid.uuid4())}
     if inference_id is not None:
         metadata["inferenceId"] = inference_id
@@ -181,18 +189,10 @@ def capture_line(
     directly because the serving container writes one per request. Non-ASCII text is escaped, so the line holds no
     character that a line splitter could take for a line break.
     """
-    sides = []
-    for (field, mode), data, content_type in zip(
-        _SIDES, (input_data, output_data), (input_content_type, output_content_type)
-    ):
-        if data is not None:
-            if not content_type:
-                raise ValueError(f"{field}: a content type is needed with the data")
-            text, encoding = _encoded(data, content_type)
-            sides.append(f'"{field}":{{"observedContentType":{_quote(content_type)},"mode":"{mode}",'
-                         f'"data":{_quote(text)},"encoding":"{encoding}"}}')
-    if not sides:
-        raise ValueError("a capture record needs the input, the output or both")
+    sides = [f'"{field}":{{"observedContentType":{_quote(content_type)},"mode":"{mode}",'
+             f'"data":{_quote(text)},"encoding":"{encoding}"}}'
+             for field, mode, content_type, text, encoding in _sides(input_data, input_content_type, output_data,
+                                                                     output_content_type)]
     metadata = f'"eventId":{_quote(event_id or str(uuid.uuid4()))}'
     if inference_id is not None:
         metadata += f',"inferenceId":{_quote(inference_id)}'

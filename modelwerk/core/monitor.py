@@ -57,8 +57,8 @@ class Window:
     """The feature rows of a window's requests, and what could not be read.
 
     ``frame`` has the input columns in order (values as sent, ``None`` where a JSON row left one out) plus the extra
-    columns JSON rows named; ``inference_ids`` and ``predictions`` hold, per request that had them, the caller's
-    ``InferenceId`` and the captured output's predictions (for joining ground truth).
+    columns JSON rows named; ``predictions`` holds, per readable request that had them, the caller's ``InferenceId``
+    and the captured output (for joining ground truth).
     """
 
     frame: pd.DataFrame
@@ -68,9 +68,7 @@ class Window:
     bad_rows: int = 0
     errors: list[str] = field(default_factory=list)
     content_types: Counter = field(default_factory=Counter)
-    predictions: list[tuple[str, int, Any]] = field(default_factory=list)
-    first: _dt.datetime | None = None
-    last: _dt.datetime | None = None
+    predictions: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -117,8 +115,6 @@ def read_window(bodies: Iterable[bytes | str], columns: Sequence[str], *,
             if (start is not None and when < start) or (end is not None and when >= end):
                 continue
             window.requests += 1
-            window.first = when if window.first is None or when < window.first else window.first
-            window.last = when if window.last is None or when > window.last else window.last
             rows = _request_rows(record, window)
             if rows is None:
                 continue
@@ -132,7 +128,7 @@ def read_window(bodies: Iterable[bytes | str], columns: Sequence[str], *,
                     size = len(row) if isinstance(row, list) else type(row).__name__
                     window.problem(f"request {record.event_id}: a row of {size} value(s), the model takes {width}")
             if record.inference_id is not None and record.output_data is not None:
-                window.predictions.append((record.inference_id, len(rows), record.output_data))
+                window.predictions.append((record.inference_id, record.output_data))
         window.bad_lines += lines.corrupt
         for number, reason in lines.errors:
             window.problem(f"line {number}: {reason}")
@@ -244,7 +240,7 @@ def _predicted_values(output: str) -> list[Any]:
 def predictions_frame(window: Window) -> pd.DataFrame:
     """One row per captured prediction with an inference id: ``inference_id``, ``row`` (0-based), ``prediction``."""
     records = []
-    for inference_id, _count, output in window.predictions:
+    for inference_id, output in window.predictions:
         try:
             values = _predicted_values(output)
         except (ValueError, AttributeError):

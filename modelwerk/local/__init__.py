@@ -72,7 +72,8 @@ def _root(root: Path | str | None) -> Path:
     return found
 
 
-def _pid_alive(pid: int | None) -> bool:
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process of this machine still runs (the embedded AWS, the runtime, an endpoint's fleet)."""
     if not pid:
         return False
     try:
@@ -93,7 +94,7 @@ def read_state(root: Path | str | None = None) -> LocalState | None:
     if not path.is_file():
         return None
     state = LocalState(**json.loads(path.read_text(encoding="utf-8")))
-    if state.pid is not None and not _pid_alive(state.pid):
+    if state.pid is not None and not pid_alive(state.pid):
         return None
     return state if is_healthy(state.endpoint_url) else None
 
@@ -286,28 +287,12 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _stop_process_group(pid: int | None) -> None:
-    if not _pid_alive(pid):
-        return
-    try:
-        os.killpg(os.getpgid(pid), signal.SIGTERM)
-    except OSError:
-        return
-    deadline = time.monotonic() + 10
-    while _pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-
-
 def _stop_endpoints(root: Path, state: LocalState) -> None:
     """Local endpoints and the runtime in front of them live as long as the embedded AWS."""
-    from modelwerk.local.endpoints import stop_all
+    from modelwerk.local.endpoints import stop_all, stop_process
 
     stop_all(_records_dir(root))
-    _stop_process_group(state.runtime_pid)
+    stop_process(state.runtime_pid, timeout=10.0)
 
 
 def down(root: Path | str | None = None) -> bool:
@@ -321,11 +306,11 @@ def down(root: Path | str | None = None) -> bool:
     if state.pid == os.getpid():
         stop(root)
         return True
-    was_running = _pid_alive(state.pid)
+    was_running = pid_alive(state.pid)
     if was_running and state.pid:
         os.killpg(os.getpgid(state.pid), signal.SIGTERM)
         deadline = time.monotonic() + 10
-        while _pid_alive(state.pid) and time.monotonic() < deadline:
+        while pid_alive(state.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
             try:
                 os.waitpid(state.pid, os.WNOHANG)

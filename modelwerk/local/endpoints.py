@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from modelwerk.errors import LocalModeError, ValidationError
+from modelwerk.local import pid_alive as alive
 
 #: The production variant's name: blue/green keeps it and swaps the fleet behind it, as SageMaker does.
 VARIANT = "AllTraffic"
@@ -153,16 +154,6 @@ def ping(url: str, timeout: float = 2.0) -> bool:
             return response.status == 200
     except (urllib.error.URLError, OSError, ValueError):
         return False
-
-
-def alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
 
 
 def stop_process(pid: int | None, timeout: float = 15.0) -> None:
