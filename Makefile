@@ -5,6 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.installed
+# The drift Lambda's runtime as deployed (Python 3.12, the AWS SDK for pandas layer's numpy/pandas/pyarrow), for its tests.
+LAYER_VENV := .venv-layer
+LAYER_STAMP := $(LAYER_VENV)/.installed
+LAYER_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12 2>/dev/null) $(PYTHON))
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 # Spark in local mode binds to loopback, never to the machine's interfaces.
@@ -24,7 +28,13 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt frameworks.txt p
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
-install: $(STAMP)
+$(LAYER_STAMP): tests/lambda_layer/requirements.txt
+	rm -rf $(LAYER_VENV)
+	$(LAYER_PYTHON) -m venv $(LAYER_VENV)
+	$(LAYER_VENV)/bin/python -m pip --disable-pip-version-check -q install -r tests/lambda_layer/requirements.txt
+	touch $(LAYER_STAMP)
+
+install: $(STAMP) $(LAYER_STAMP)
 
 demo: install
 	$(VENV)/bin/modelwerk local down >/dev/null 2>&1 || true
@@ -45,7 +55,8 @@ benchmarks: install
 	$(PY) benchmarks/prepare.py
 	$(PY) benchmarks/pipeline.py
 	$(PY) benchmarks/serving.py
+	$(PY) benchmarks/drift.py
 
 clean:
 	-$(VENV)/bin/modelwerk local down
-	rm -rf cdk.out .modelwerk .pytest_cache .hypothesis
+	rm -rf cdk.out .modelwerk .pytest_cache .hypothesis $(LAYER_VENV)

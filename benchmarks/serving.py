@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import http.client
 import json
 import os
@@ -72,6 +71,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout
 
+import peer_venv  # noqa: E402 - benchmarks/peer_venv.py, beside this script
 from modelwerk.local.server import free_port, wait_healthy  # noqa: E402
 from sagemaker_pipelines.steps.step_common import FORMAT, METADATA_FILE, MODEL_FILE  # noqa: E402
 
@@ -163,27 +163,11 @@ def check_framework_pins(peers: list[str]) -> None:
 
 
 def peer_python(work: Path, name: str, log: Path) -> Path:
-    """The Python of the peer's own virtual environment, created from ``serving_peers/<name>.txt`` when missing or
-    when the pins changed since it was made."""
-    requirements = PEERS / f"{name}.txt"
-    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
-    folder = work / "venvs" / name
-    python = folder / "bin" / "python"
-    marker = folder / ".requirements-sha256"
-    if python.exists() and marker.is_file() and marker.read_text().strip() == digest:
-        return python
-    print(f"  installing {name} into {folder.relative_to(work)} (once; reused while {requirements.name} is "
-          "unchanged) ...", flush=True)
-    shutil.rmtree(folder, ignore_errors=True)
-    with log.open("ab") as out:
-        for command in (
-            [sys.executable, "-m", "venv", str(folder)],
-            [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-r", str(requirements)],
-        ):
-            if subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode != 0:
-                raise BenchmarkError(f"installing {name} failed: see {log}")
-    marker.write_text(digest + "\n")
-    return python
+    """The Python of the peer's own virtual environment, from ``serving_peers/<name>.txt``."""
+    try:
+        return peer_venv.peer_python(PEERS / f"{name}.txt", work / "venvs" / name, log)
+    except peer_venv.PeerInstallError as exc:
+        raise BenchmarkError(str(exc)) from None
 
 
 # --- models ----------------------------------------------------------------------------------------------------

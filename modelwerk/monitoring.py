@@ -51,6 +51,8 @@ class MonitorResult:
     report_uri: str | None
     alarms: list[dict[str, str]] = field(default_factory=list)
     retraining_execution_arn: str | None = None
+    #: Per feature, what its PSI compared (``labels``, ``baseline`` and ``current`` proportions), for plots.
+    distributions: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"endpoint": self.endpoint, "window": self.window, "rows": self.rows, "bad_lines": self.bad_lines,
@@ -138,7 +140,7 @@ def run(endpoint: str, *, env: str | None = None, at: _dt.datetime | None = None
     return MonitorResult(endpoint=endpoint, window=report["window"], rows=report["rows"],
                          bad_lines=report["bad_lines"], features=report["features"], worst=report["worst"],
                          quality=report.get("quality"), report_uri=report.get("report_uri"), alarms=alarms,
-                         retraining_execution_arn=retraining)
+                         retraining_execution_arn=retraining, distributions=report.get("distributions") or {})
 
 
 def _evaluate_locally(use_case: str, names: list[str], since: float) -> tuple[list[dict[str, str]], str | None]:
@@ -208,7 +210,8 @@ def feedback(endpoint: str, path: str | Path, *, env: str | None = None) -> dict
 
 @dataclass(frozen=True)
 class DriftReportView:
-    """A monitor run as a notebook shows it: a table of the features, worst first, with a PSI bar each."""
+    """A monitor run as a notebook shows it: a table of the features, worst first, with a PSI bar each, then a plot
+    per drifted feature of its baseline and current proportions per bin (or category)."""
 
     result: MonitorResult
     threshold: float = 0.2
@@ -235,7 +238,21 @@ class DriftReportView:
                 f"{self.result.bad_lines} bad lines, window {html.escape(self.result.window.get('start', ''))} to "
                 f"{html.escape(self.result.window.get('end', ''))}; alarms: {alarms}"
                 "<table><tr><th>feature</th><th>PSI</th><th>KS</th><th>JS</th><th>missing</th><th></th></tr>"
-                + "".join(cells) + "</table></div>")
+                + "".join(cells) + "</table>" + self.plots() + "</div>")
+
+    def plots(self) -> str:
+        """An SVG plot per drifted feature (PSI at or above the threshold), worst first."""
+        from modelwerk.charts import distribution_svg
+
+        drifted = [name for name in self.frame()["feature"] if name in self.result.drifted(self.threshold)]
+        charts = []
+        for name in drifted:
+            shape = self.result.distributions.get(name)
+            if shape:
+                psi = self.result.features[name]["psi"]
+                charts.append(distribution_svg(f"{name} (PSI {psi:.2f})", shape["labels"], shape["baseline"],
+                                               shape["current"]))
+        return f'<div style="display:flex;flex-wrap:wrap;gap:8px">{"".join(charts)}</div>' if charts else ""
 
 
 def drift_report(result: MonitorResult | str, *, env: str | None = None, threshold: float = 0.2) -> DriftReportView:

@@ -137,7 +137,8 @@ def run(endpoint: str, end: _dt.datetime, *, settings: dict[str, Any] | None = N
     package_arn = serving_package(boto3.client("sagemaker"), endpoint)
     baseline, version = load_baseline(_registry_session(settings["registry_role"]), package_arn)
     bodies = _capture_bodies(s3, settings["bucket"], f"{settings['capture_prefix']}/{endpoint}", start, end)
-    window = monitor.read_window(bodies, monitor.input_columns(baseline), start=start, end=end)
+    window = monitor.read_window(bodies, monitor.input_columns(baseline), start=start, end=end,
+                                numeric=monitor.numeric_inputs(baseline))
     drift = monitor.compare_window(baseline, window)
     report: dict[str, Any] = {
         "endpoint": endpoint,
@@ -209,5 +210,8 @@ def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
         raise MonitorError(f"the baseline of {endpoint}'s version is not readable: {exc}") from None
     logger.info("drift report written", extra={"report_uri": report["report_uri"], "rows": report["rows"],
                                                  "bad_lines": report["bad_lines"], "worst": report["worst"]})
-    return {k: report[k] for k in ("endpoint", "window", "rows", "bad_lines", "features", "worst", "quality",
-                                   "report_uri")}
+    answer = {k: report[k] for k in ("endpoint", "window", "rows", "bad_lines", "features", "worst", "quality",
+                                     "report_uri")}
+    answer["distributions"] = {name: stats["distribution"] for name, stats in report["details"].items()
+                               if stats.get("distribution")}  # a few numbers per feature, for plots
+    return answer

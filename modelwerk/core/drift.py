@@ -624,7 +624,9 @@ class FeatureDrift:
     """One feature's statistics in a window; ``None`` where a statistic cannot be computed.
 
     ``count`` is the number of non-missing values. ``non_numeric`` applies to numeric features, ``unseen`` and
-    ``unseen_rate`` to categorical ones; ``ks`` is ``None`` for categorical features.
+    ``unseen_rate`` to categorical ones; ``ks`` is ``None`` for categorical features. ``distribution`` holds what
+    the PSI compared, for plotting: ``labels`` (the bins, ``"(a, b]"``, or the categories) with the ``baseline`` and
+    ``current`` proportions.
     """
 
     kind: str
@@ -636,6 +638,7 @@ class FeatureDrift:
     non_numeric: int | None = None
     unseen: int | None = None
     unseen_rate: float | None = None
+    distribution: dict[str, list[Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -650,6 +653,7 @@ class FeatureDrift:
             doc["non_numeric"] = self.non_numeric
         else:
             doc.update(unseen=self.unseen, unseen_rate=self.unseen_rate)
+        doc["distribution"] = self.distribution
         return doc
 
 
@@ -706,7 +710,8 @@ def _compare_numeric(baseline: Baseline, name: str, series: pd.Series) -> Featur
     if count and expected.sum() > 0:
         actual = _bin_counts(present, np.asarray(spec["edges"], dtype=np.float64))
         expected_p, actual_p = expected / expected.sum(), actual / count
-        result.update(psi=psi(expected_p, actual_p), js=js_distance(expected_p, actual_p))
+        result.update(psi=psi(expected_p, actual_p), js=js_distance(expected_p, actual_p),
+                      distribution=_distribution_of(_bin_labels(spec["edges"]), expected_p, actual_p))
     reference = baseline._reference_sorted(name)
     if count and len(reference):
         result["ks"] = _ks_sorted(reference, present)
@@ -732,8 +737,22 @@ def _compare_categorical(baseline: Baseline, name: str, series: pd.Series) -> Fe
         buckets = np.where(positions < 0, len(listed), positions)
         actual = np.bincount(buckets, weights=counts.to_numpy(dtype=np.float64), minlength=len(listed) + 1)
         expected_p, actual_p = expected / expected.sum(), actual / count
-        result.update(psi=psi(expected_p, actual_p), js=js_distance(expected_p, actual_p))
+        result.update(psi=psi(expected_p, actual_p), js=js_distance(expected_p, actual_p),
+                      distribution=_distribution_of(spec["categories"], expected_p, actual_p))
     return FeatureDrift(**result)
+
+
+def _bin_labels(inner_edges: Sequence[float]) -> list[str]:
+    """``"<= e1"``, ``"(e1, e2]"``, …, ``"> ek"`` (``"all"`` for a single bin)."""
+    edges = [f"{float(edge):.4g}" for edge in inner_edges]
+    if not edges:
+        return ["all"]
+    return [f"<= {edges[0]}", *[f"({a}, {b}]" for a, b in zip(edges, edges[1:])], f"> {edges[-1]}"]
+
+
+def _distribution_of(labels: Sequence[str], expected: np.ndarray, actual: np.ndarray) -> dict[str, list[Any]]:
+    return {"labels": [str(label) for label in labels], "baseline": [round(float(v), 6) for v in expected],
+            "current": [round(float(v), 6) for v in actual]}
 
 
 def compare(baseline: Baseline, current: pd.DataFrame) -> DriftReport:

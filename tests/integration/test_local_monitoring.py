@@ -13,6 +13,9 @@ import time
 import boto3
 import pytest
 
+import modelwerk
+from modelwerk import local
+
 from local_cli import cli_json, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-mode")]
@@ -106,15 +109,29 @@ def test_drifted_traffic_alarms_pages_on_call_and_starts_retraining(endpoint, on
     report = result["report_uri"][5:].partition("/")
     stored = json.loads(boto3.client("s3").get_object(Bucket=report[0], Key=report[2])["Body"].read())
     assert stored["rows"] == result["rows"]
+    shape = stored["details"][drifted[0]]["distribution"]
+    assert len(shape["labels"]) == len(shape["baseline"]) == len(shape["current"]) > 1
+
+    local.activate(local.read_state())  # the library in this process, on the module's local mode
+    view = modelwerk.drift_report(ENDPOINT)  # as a notebook shows it: the table, then a plot per drifted feature
+    page = view._repr_html_()
+    assert view.result.drifted() and all(f">{name} (PSI " in page for name in view.result.drifted())
+    assert page.count("<svg") == len(view.result.features) + len(view.result.drifted())
 
 
 def test_feedback_is_scored_and_bad_files_are_refused_in_one_line(endpoint, cli_env, tmp_path):
+    _send(cli_env, tmp_path, seed=303, drift=0.0, rows=60, requests=1)  # its own request: inference id s303-0
     labels = tmp_path / "labels.csv"
-    labels.write_text("inference_id,row,label\n" + "".join(f"s101-0,{row},0\n" for row in range(10)))
+    labels.write_text("inference_id,row,label\n" + "".join(f"s303-0,{row},0\n" for row in range(10)))
     uploaded = cli_json("feedback", "--endpoint", ENDPOINT, str(labels), env=cli_env)
     assert uploaded["rows"] == 10 and uploaded["uri"].startswith("s3://")
-    scored = cli_json("monitor", "quality", "--endpoint", ENDPOINT, env=cli_env)
-    assert scored["matched"] == 10 and 0.0 <= scored["accuracy"] <= 1.0 and "f1" in scored
+    deadline = time.monotonic() + 90  # the request is in a window once its capture is flushed and its minute over
+    while True:
+        scored = cli_json("monitor", "quality", "--endpoint", ENDPOINT, env=cli_env)
+        if scored.get("matched") == 10 or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert scored["matched"] == 10 and 0.0 <= scored["accuracy"] <= 1.0 and "f1" in scored, scored
     wrong = tmp_path / "wrong.csv"
     wrong.write_text("id,value\n1,2\n")
     refused = run_cli("feedback", "--endpoint", ENDPOINT, str(wrong), "--json", env=cli_env, check=False)

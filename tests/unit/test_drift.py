@@ -458,6 +458,7 @@ def test_missing_and_added_columns_are_reported(baseline: Baseline) -> None:
         "missing_rate": None,
         "count": None,
         "non_numeric": None,
+        "distribution": None,
     }
     assert report["features"]["vibration"]["psi"] is not None
 
@@ -538,3 +539,17 @@ def test_compare_rejects_what_is_not_a_frame(baseline: Baseline) -> None:
 
 def test_docstring_examples_run() -> None:
     assert doctest.testmod(drift).failed == 0
+
+
+def test_the_distribution_compared_is_reported_for_plotting(baseline: Baseline) -> None:
+    report = compare(baseline, training(2_000, seed=6))
+    numeric = next(f for f in report.features.values() if f.kind == "numeric" and f.psi is not None)
+    categorical = next(f for f in report.features.values() if f.kind == "categorical" and f.psi is not None)
+    for feature in (numeric, categorical):
+        shape = feature.distribution
+        assert len(shape["labels"]) == len(shape["baseline"]) == len(shape["current"])
+        assert math.isclose(sum(shape["baseline"]), 1.0, abs_tol=1e-4)
+        assert math.isclose(sum(shape["current"]), 1.0, abs_tol=1e-4)
+        assert psi(shape["baseline"], shape["current"]) == pytest.approx(feature.psi, abs=1e-3)
+    assert numeric.distribution["labels"][0].startswith("<= ") and numeric.distribution["labels"][-1].startswith("> ")
+    assert categorical.distribution["labels"][-1] == OTHER

@@ -83,6 +83,62 @@ def test_same_distribution_is_quiet_and_a_shift_is_loud(seed):
     assert loud["features"]["x"]["ks"] > 0.4
 
 
+def _read_both_ways(baseline, body):
+    """The window read by Arrow and line by line (a corrupt line appended makes the object fall back)."""
+    columns, numeric = monitor.input_columns(baseline), monitor.numeric_inputs(baseline)
+    fast = monitor.read_window([body], columns, numeric=numeric)
+    slow = monitor.read_window([body + b"{corrupt\n"], columns, numeric=numeric)
+    return fast, slow
+
+
+def test_a_clean_csv_object_read_by_arrow_gives_the_line_by_line_statistics():
+    rng = np.random.default_rng(11)
+    baseline = _baseline(rng)
+    rows = [f"{rng.choice(['a', 'b', 'c'])},{rng.normal(5.3, 1):.4f},{rng.choice(['1', '0', 'True'])}"
+            for _ in range(4000)]
+    rows += [",,", "a,nan,0", "b,inf,1", " ,1e3,false"]  # missing, "nan", infinity, a blank category
+    body = b"".join(_line(row, inference_id=f"r{i}") for i, row in enumerate(rows))
+    body += _line("a,2.0,1\nb,3.0,0")  # two rows in one request, no inference id
+    fast, slow = _read_both_ways(baseline, body)
+    assert fast.frame["x"].dtype == np.float64 and slow.frame["x"].dtype == object
+    assert (fast.requests, fast.rows, fast.bad_lines) == (slow.requests, slow.rows, 0) == (len(rows) + 1,
+                                                                                           len(rows) + 2, 0)
+    assert fast.predictions == slow.predictions and len(fast.predictions) == len(rows)
+    assert fast.content_types == slow.content_types == {"text/csv": len(rows) + 1}
+    assert monitor.compare_window(baseline, fast) == monitor.compare_window(baseline, slow)
+    assert monitor.compare_window(baseline, fast)["features"]["x"]["non_numeric"] == 1
+
+
+@pytest.mark.parametrize("odd", [
+    _line("7.0,a,1,extra"),  # a row of the wrong width
+    _line("abc,a,1"),  # the numeric input is not a number
+    _line('"a",5.0,1'),  # quoted values
+    _line(json.dumps({"instances": [["a", 5.0, "1"]]}), "application/json"),  # another content type
+    _line("a,5.0,1", "text/csv; charset=utf-8"),  # the same media type with a parameter
+    _line("a,5.0,1", output=b"\xff\xfe", output_type="application/octet-stream"),  # a base64 output
+    _line("a,5.0,1").replace(b'"eventVersion":"0"', b'"eventVersion":"9"'),  # not this format
+    _line("a,5.0,1").replace(b'00Z"', b'00.250Z"'),  # a time with a fraction of a second
+    _line("a,5.0,1").replace(b'"inferenceTime"', b'"inferenceId":7,"inferenceTime"'),  # an id that is a number
+])
+def test_odd_objects_give_the_line_by_line_result(odd):
+    baseline = _baseline(np.random.default_rng(12))
+    body = b"".join(_line(f"a,{5 + i / 100:.2f},1") for i in range(50)) + odd
+    fast, slow = _read_both_ways(baseline, body)
+    assert monitor.compare_window(baseline, fast) == monitor.compare_window(baseline, slow)
+    for name in ("requests", "bad_requests", "bad_rows", "predictions", "content_types"):
+        assert getattr(fast, name) == getattr(slow, name), name
+    assert fast.bad_lines == slow.bad_lines - 1
+
+
+def test_objects_outside_the_window_add_nothing():
+    baseline = _baseline(np.random.default_rng(13))
+    inside = b"".join(_line(f"a,{5 + i / 10:.1f},1", at=T0 + dt.timedelta(minutes=i)) for i in range(10))
+    outside = b"".join(_line("b,9.0,0", at=T0 - dt.timedelta(hours=2)) for _ in range(10))
+    window = monitor.read_window([outside, inside], monitor.input_columns(baseline), start=T0,
+                                 end=T0 + dt.timedelta(minutes=5), numeric=["x"])
+    assert (window.requests, window.rows) == (5, 5) and list(window.frame["x"]) == [5.0, 5.1, 5.2, 5.3, 5.4]
+
+
 def test_an_empty_window_has_no_statistics_and_no_error():
     baseline = _baseline(np.random.default_rng(1))
     report = monitor.compare_window(baseline, monitor.read_window([], monitor.input_columns(baseline)))
@@ -134,3 +190,9 @@ def test_generated_drift_is_flagged_and_another_seed_without_drift_is_not():
         assert quiet.drifted() == [], {n: f.psi for n, f in quiet.features.items()}
     shifted = drift.compare(baseline, _generated("pump-health", 20_000, 202, 1.0))
     assert len(shifted.drifted()) >= 2
+
+
+def test_the_module_examples_hold():
+    import doctest
+
+    assert doctest.testmod(monitor, raise_on_error=False).failed == 0
