@@ -35,6 +35,7 @@ import csv
 import io
 import json
 import math
+import numbers
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -42,7 +43,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GateCase", "GateCases", "GateError", "GateResult", "parse_cases", "read_cases", "run"]
+__all__ = ["GateCase", "GateCases", "GateError", "GateResult", "label_text", "parse_cases", "read_cases",
+           "run"]
 
 #: Requests per data point that count towards the latency percentile (after one warm-up request).
 REPEATS = 5
@@ -162,9 +164,13 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _label(value: str) -> str:
-    """Labels compared as text, so 1, 1.0, "1" and true are one class."""
-    text = value.strip()
+def label_text(value: Any) -> str:
+    """A label as text, so 1, 1.0, "1", True and "true" are one class (the gate and the monitor's quality use it)."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    text = str(value).strip()
     if text.lower() in ("true", "false"):
         return "1" if text.lower() == "true" else "0"
     try:
@@ -177,7 +183,7 @@ def _label(value: str) -> str:
 def _judge(case: GateCase, predicted: str) -> str | None:
     """None when the prediction is as expected, else why not."""
     if case.tolerance is None:
-        if _label(predicted) == _label(case.expected):
+        if label_text(predicted) == label_text(case.expected):
             return None
         return f"case {case.name}: predicted {predicted}, expected {case.expected}"
     try:

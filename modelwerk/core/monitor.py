@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from modelwerk.core.capture import CapturedRequest, iter_lines
+from modelwerk.core.gate import label_text
 
 __all__ = ["QualityError", "Window", "compare_window", "feature_summary", "hour_prefixes", "input_columns",
            "numeric_inputs", "predictions_frame", "quality", "read_window", "window_bounds"]
@@ -409,8 +410,8 @@ def quality(predictions: pd.DataFrame, labels: pd.DataFrame, task: str) -> dict[
         if not usable.any():
             return {**result, "rmse": None, "mae": None}
         return {**result, "rmse": float(math.sqrt(np.mean(error ** 2))), "mae": float(np.mean(np.abs(error)))}
-    predicted = paired["prediction"].map(_label_text).to_numpy(dtype=object)
-    actual = paired["label"].map(_label_text).to_numpy(dtype=object)
+    predicted = paired["prediction"].map(label_text).to_numpy(dtype=object)
+    actual = paired["label"].map(label_text).to_numpy(dtype=object)
     accuracy = float(np.mean(predicted == actual))
     classes = sorted(set(actual) | set(predicted))
     positive = ["1"] if set(classes) <= {"0", "1"} else classes
@@ -421,19 +422,3 @@ def quality(predictions: pd.DataFrame, labels: pd.DataFrame, task: str) -> dict[
         fn = int(np.sum((predicted != cls) & (actual == cls)))
         scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
     return {**result, "accuracy": accuracy, "f1": float(np.mean(scores))}
-
-
-def _label_text(value: Any) -> str:
-    """Labels compared by text, so 1, 1.0, "1" and True are one class."""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, (int, float, np.integer, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    text = str(value).strip()
-    if text.lower() in ("true", "false"):
-        return "1" if text.lower() == "true" else "0"
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    return str(int(number)) if math.isfinite(number) and number.is_integer() else text
