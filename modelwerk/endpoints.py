@@ -91,36 +91,17 @@ class Endpoint:
 # -- settings ---------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Settings:
-    """The endpoint's settings from cdk.json (``endpoints`` of the environment), or SageMaker-like defaults."""
-
-    capture_sampling_percent: int = 100
-    traffic_routing: str = "canary"
-    canary_percent: int = 10
-    wait_seconds: float = 300
-    bake_seconds: float = 600
-    instance_type: str = "ml.m5.large"
-    initial_instance_count: int = 1
-    configured: bool = False
-
-
-def _settings(env: str, name: str) -> _Settings:
+def _settings(env: str, name: str) -> Any:
+    """The endpoint's ``EndpointSettings`` from cdk.json (``endpoints`` of the environment), else their defaults
+    (also without a checkout, as in a Studio notebook)."""
     from modelwerk import settings as settings_module
 
     try:
-        config = settings_module.load()
-        environment = config.environment(env)
-    except Exception:  # noqa: BLE001 - no checkout (a Studio notebook): SageMaker-like defaults
-        return _Settings()
+        environment = settings_module.load().environment(env)
+    except Exception:  # noqa: BLE001 - no checkout (a Studio notebook): the settings' defaults
+        environment = None
     configured = (getattr(environment, "endpoints", None) or {}).get(name)
-    if configured is None:
-        return _Settings()
-    return _Settings(capture_sampling_percent=configured.capture_sampling_percent,
-                     traffic_routing=configured.traffic_routing, canary_percent=configured.canary_percent,
-                     wait_seconds=configured.wait_seconds, bake_seconds=configured.bake_seconds,
-                     instance_type=configured.instance_type,
-                     initial_instance_count=configured.initial_instance_count, configured=True)
+    return configured or settings_module.EndpointSettings(name=name, use_case="")
 
 
 # -- deploy -----------------------------------------------------------------------------------------------------------

@@ -115,13 +115,14 @@ def read_window(bodies: Iterable[bytes | str], columns: Sequence[str], *,
     counts and explains every problem.
     """
     columns = list(columns)
+    numeric = set(numeric)
     width = len(columns)
     csv_rows: list[list[Any]] = []
     dict_rows: list[dict[str, Any]] = []
     tables: list[Any] = []
     window = Window(frame=pd.DataFrame())
     for body in bodies:
-        table = _read_csv_object(body, columns, set(numeric), start, end, window)
+        table = _read_csv_object(body, columns, numeric, start, end, window)
         if table is not None:
             tables.append(table)
             continue
