@@ -12,12 +12,12 @@ import json
 import os
 from pathlib import Path
 
-from aws_cdk import App, Tags, Validations
+from aws_cdk import App, Validations
 from cdk_nag import AwsSolutionsChecks
 
 from cdk_constructs.ids import pascal
 from modelwerk import settings
-from stacks.stages import EndpointsStage, RegistryStage, WorkloadStage, endpoints_stage_id
+from stacks.stages import EndpointsStage, RegistryStage, WorkloadStage, endpoints_stage_id, tag_stage
 
 ROOT = Path(__file__).resolve().parent
 
@@ -40,10 +40,8 @@ def build_app(root: Path | str = ROOT, *, outdir: str | None = None) -> App:
         if environment.endpoints:
             stages.append(EndpointsStage(app, endpoints_stage_id(environment.name), config=config,
                                          environment=environment))
-        # Tags are aspects, and aspects do not cross Stage boundaries: tag each stage, not the app.
         for stage in stages:
-            for key, value in {**config.tags, "environment": environment.name}.items():
-                Tags.of(stage).add(key, value)
+            tag_stage(stage, config, environment)
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app
 

@@ -42,3 +42,18 @@ def allow_eventbridge_dead_letters(key: kms.IKey) -> None:
             conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
         )
     )
+
+
+def allow_eventbridge_topics(key: kms.IKey) -> None:
+    """EventBridge may publish to topics encrypted under this key (and deliver a rule's dead letters into queues
+    under it), for this account's rules."""
+    stack = Stack.of(key)
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="AllowEventBridgeTopics",
+            actions=["kms:Decrypt", "kms:GenerateDataKey"],
+            principals=[iam.ServicePrincipal("events.amazonaws.com")],
+            resources=["*"],
+            conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+        )
+    )

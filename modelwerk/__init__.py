@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 #: Loaded on first use (``modelwerk.models``, ``modelwerk.approve``), so ``import modelwerk`` stays light.
 _LAZY = {
+    "data": ("modelwerk.data", None),
     "models": ("modelwerk.models", None),
     "approve": ("modelwerk.models", "approve"),
     "reject": ("modelwerk.models", "reject"),
@@ -28,6 +29,9 @@ _LAZY = {
     "monitoring": ("modelwerk.monitoring", None),
     "drift_report": ("modelwerk.monitoring", "drift_report"),
     "feedback": ("modelwerk.monitoring", "feedback"),
+    "promotion": ("modelwerk.promotion", None),
+    "promote": ("modelwerk.promotion", "promote"),
+    "report": ("modelwerk.report", None),
 }
 
 
@@ -50,6 +54,7 @@ __all__ = [
     "ValidationError",
     "__version__",
     "approve",
+    "data",
     "deploy",
     "drift_report",
     "endpoints",
@@ -58,6 +63,9 @@ __all__ = [
     "monitoring",
     "pipelines",
     "predict",
+    "promote",
+    "promotion",
     "reject",
+    "report",
     "runs",
 ]

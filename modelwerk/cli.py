@@ -15,7 +15,7 @@ import sys
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
-from modelwerk.errors import ModelwerkError
+from modelwerk.errors import ModelwerkError, ValidationError
 
 
 class _Output:
@@ -310,6 +310,42 @@ def _endpoints_delete(args: argparse.Namespace, out: _Output) -> None:
     out.result(endpoints.delete(args.name, env=args.env).to_dict(), lambda p: f"{p['endpoint']}: {p['status']}")
 
 
+# -- promote ----------------------------------------------------------------------------------------------------------
+def _promote(args: argparse.Namespace, out: _Output) -> int:
+    from modelwerk import promotion
+
+    if args.rollback:
+        if args.version is not None:
+            raise ValidationError("--rollback puts the previous prod version back; give no VERSION with it")
+        with out.progress(f"rolling {args.use_case} back in {args.to}") as progress:
+            result = promotion.rollback(args.use_case, to=args.to, progress=progress)
+    else:
+        approve: Any = True if args.approve else (_ask if not args.json and sys.stdin.isatty() else False)
+        with out.progress(f"promoting {args.use_case} to {args.to}") as progress:
+            result = promotion.promote(args.use_case, _version_argument(args.version or "latest"), to=args.to,
+                                       approve=approve, progress=progress)
+
+    def human(p: dict[str, Any]) -> str:
+        lines = [f"{p['use_case']} version {p['version']} -> {p['to']}: {p['status']} ({p['seconds']} s)"]
+        lines += [f"  {s['name']:<15} {s['status']:<10} {s['detail']}" for s in p["stages"]]
+        return "\n".join(lines)
+
+    out.result(result.to_dict(), human)
+    return 0 if result.status == promotion.SUCCEEDED else 1
+
+
+def _ask(question: str) -> bool:
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def _report(args: argparse.Namespace, out: _Output) -> None:
+    from modelwerk import report
+
+    with out.progress("writing the lifecycle report"):
+        path = report.write(args.use_case or None, out=args.out)
+    out.result({"path": str(path), "use_cases": args.use_case or "all"}, lambda p: f"wrote {p['path']}")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelwerk", description="Modelwerk: data, pipelines, models, endpoints.")
     common = argparse.ArgumentParser(add_help=False)
@@ -404,6 +440,23 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--inference-id", default=None, help="recorded with the captured request; ground truth "
                          "joins on it")
     predict.set_defaults(run=_predict)
+
+    promote = verbs.add_parser("promote", parents=[common], help="promote an approved version: staging, quality "
+                               "gate, approval, prod (blue/green); or roll prod back")
+    promote.add_argument("--use-case", required=True)
+    promote.add_argument("version", nargs="?", default=None, metavar="VERSION",
+                         help="a version number, 'latest' (the default) or a model package ARN")
+    promote.add_argument("--to", required=True, choices=("staging", "prod"),
+                         help="staging: deploy and run the quality gate; prod: then approval and prod")
+    promote.add_argument("--approve", action="store_true", help="approve for prod without asking")
+    promote.add_argument("--rollback", action="store_true", help="put the previous prod version back (blue/green)")
+    promote.set_defaults(run=_promote)
+
+    report = verbs.add_parser("report", parents=[common], help="an HTML page: metrics and lineage per version, "
+                              "endpoints per environment, drift per feature (under .modelwerk/reports/)")
+    report.add_argument("--use-case", action="append", default=[], help="repeatable (default: every use case)")
+    report.add_argument("--out", default=None, help="the file to write (default: a new one under .modelwerk/reports/)")
+    report.set_defaults(run=_report)
 
     endpoints = verbs.add_parser("endpoints", help="the environment's endpoints: list, describe, delete")
     endpoints = endpoints.add_subparsers(dest="action", required=True)

@@ -163,6 +163,7 @@ class _LocalDeployment:
 
     def __init__(self, platform: Any, name: str, say: Callable[[str], None]):
         from modelwerk import local
+        from modelwerk.local import endpoints as local_endpoints
 
         self.platform = platform
         self.name = name
@@ -172,13 +173,16 @@ class _LocalDeployment:
             raise LocalModeError("local mode is not running: start it with 'modelwerk local up'")
         self.root = Path(self.state.root)
         self.records = local._records_dir(self.root)
+        self.env = platform.env
+        self.folder = local_endpoints.endpoints_dir(self.records, self.env)
+        self.session = platform.session()
         self.settings = _settings(platform.env, name)
 
     # the endpoint's fleets ---------------------------------------------------------------------------------------
     def run(self, use_case: str, chosen: list[Any], multi_model: bool, bake_seconds: float | None) -> Endpoint:
         from modelwerk.local import endpoints as local_endpoints
 
-        record = local_endpoints.read_record(self.records, self.name)
+        record = local_endpoints.read_record(self.folder, self.name)
         if record is not None and not _fleets_alive(record):
             self.say(f"endpoint {self.name} lost its processes: starting it again")
             for variant in record.get("variants", []):
@@ -198,17 +202,26 @@ class _LocalDeployment:
             record = self._record(use_case, mv, [fleet.to_record(1.0)], SINGLE_MODEL, deployment={
                 "strategy": "create", "outcome": "Created", "at": _now()})
             self._publish(record, mv)
-            return _from_record(record, self.state)
+            return self._endpoint(record)
         return self._blue_green(use_case, mv, record, bake_seconds)
 
+    def _endpoint(self, record: dict[str, Any]) -> Endpoint:
+        return _from_record(record, self.state, self.env, self.session)
+
     def _capture_environment(self) -> dict[str, str]:
+        """Data capture into the environment's serving bucket, written with the environment's credentials."""
         environment = {"MODELWERK_CAPTURE_SAMPLING_PERCENT": str(self.settings.capture_sampling_percent),
                        "MODELWERK_CAPTURE_FLUSH_SECONDS": "1"}
         try:
             bucket = self.platform.bucket("serving")
         except ConfigurationError:
-            self.say("the dev environment has no serving bucket: data capture is off for this endpoint")
+            self.say(f"the {self.env} environment has no serving bucket: data capture is off for this endpoint")
             return {}
+        credentials = self.session.get_credentials().get_frozen_credentials()
+        environment.update({"AWS_ACCESS_KEY_ID": credentials.access_key,
+                            "AWS_SECRET_ACCESS_KEY": credentials.secret_key})
+        if credentials.token:
+            environment["AWS_SESSION_TOKEN"] = credentials.token
         environment["MODELWERK_CAPTURE_S3_URI"] = f"s3://{bucket}/{naming.capture_prefix()}"
         key = self.platform.parameters.get("kms/serving-key-arn")
         if key:
@@ -218,7 +231,7 @@ class _LocalDeployment:
     def _start_single(self, mv: Any, fleet_id: str):
         from modelwerk.local import endpoints as local_endpoints
 
-        workdir = local_endpoints.endpoints_dir(self.records) / self.name / f"{fleet_id}-v{mv.version}"
+        workdir = self.folder / self.name / f"{fleet_id}-v{mv.version}"
         if workdir.exists():
             shutil.rmtree(workdir)
         self.say(f"fetching {mv.use_case} version {mv.version}'s model artifact")
@@ -229,19 +242,17 @@ class _LocalDeployment:
                                                         **self._capture_environment()})
 
     def _multi_model(self, use_case: str, chosen: list[Any], record: dict[str, Any] | None) -> Endpoint:
-        import boto3
-
         from modelwerk.local import endpoints as local_endpoints
 
         bucket = self.platform.bucket("serving")
         prefix = naming.multi_model_prefix(self.name)
-        s3 = boto3.client("s3")
+        s3 = self.session.client("s3")
         for mv in chosen:
             target = multi_model_target(use_case, mv.version)
             self.say(f"adding {target} to s3://{bucket}/{prefix}")
             s3.put_object(Bucket=bucket, Key=f"{prefix}{target}", Body=_read_s3(mv.model_data_url, use_case))
         if record is None:
-            workdir = local_endpoints.endpoints_dir(self.records) / self.name / "blue"
+            workdir = self.folder / self.name / "blue"
             cache = workdir / "models"
             cache.mkdir(parents=True, exist_ok=True)
             self.say(f"starting multi-model endpoint {self.name}")
@@ -255,8 +266,8 @@ class _LocalDeployment:
             self._publish(record, chosen[-1], model_data_url=f"s3://{bucket}/{prefix}")
         else:
             record["updated_at"] = _now()
-            local_endpoints.write_record(self.records, record)
-        return _from_record(record, self.state)
+            local_endpoints.write_record(self.folder, record)
+        return self._endpoint(record)
 
     def _record(self, use_case: str, mv: Any, variants: list[dict[str, Any]], mode: str, *,
                 deployment: dict[str, Any]) -> dict[str, Any]:
@@ -267,7 +278,7 @@ class _LocalDeployment:
                   "version": mv.version if mode == SINGLE_MODEL else None,
                   "input_schema": mv.input_schema, "variants": variants, "deployment": deployment,
                   "created_at": _now(), "updated_at": _now()}
-        local_endpoints.write_record(self.records, record)
+        local_endpoints.write_record(self.folder, record)
         return record
 
     # blue/green ----------------------------------------------------------------------------------------------------
@@ -287,20 +298,20 @@ class _LocalDeployment:
         except ValidationError as error:
             deployment.update(outcome="Failed", reason=str(error), finished_at=_now())
             record.update(deployment=deployment, updated_at=_now())
-            local_endpoints.write_record(self.records, record)
+            local_endpoints.write_record(self.folder, record)
             raise
         green = fleet.to_record(0.0)
         shares = self._traffic_shares()
         alarms = [naming.endpoint_alarm_name(self.name, kind) for kind in ("5xx", "latency")]
         evaluator = self._evaluator()
-        if evaluator is None or not self._alarms_exist(evaluator, alarms):
+        if not self._alarms_exist(evaluator, alarms):
             self.say(f"no rollback alarms are deployed for {self.name}: blue/green runs without automatic rollback")
             alarms = []
         for index, share in enumerate(shares):
             last = index == len(shares) - 1
             blue["weight"], green["weight"] = round(1.0 - share, 4), share
             record.update(variants=[blue, green], status="Updating", updated_at=_now())
-            local_endpoints.write_record(self.records, record)
+            local_endpoints.write_record(self.folder, record)
             self.say(f"{round(share * 100)}% of {self.name}'s traffic on version {mv.version}")
             seconds = bake if last else wait
             tripped = self._watch(evaluator, alarms, seconds)
@@ -311,20 +322,21 @@ class _LocalDeployment:
                 record.update(variants=[blue], status="InService", updated_at=_now(),
                               deployment={**deployment, "outcome": "RolledBack",
                                           "reason": f"alarm {tripped} went to ALARM at {round(share * 100)}% "
-                                                    f"traffic: {_alarm_reason(tripped)}", "finished_at": _now()})
-                local_endpoints.write_record(self.records, record)
+                                                    f"traffic: {self._alarm_reason(tripped)}",
+                                          "finished_at": _now()})
+                local_endpoints.write_record(self.folder, record)
                 local_endpoints.stop_process(green["pid"])
-                result = _from_record(record, self.state)
+                result = self._endpoint(record)
                 return Endpoint(**{**result.__dict__, "status": "RolledBack"})
         green["weight"] = 1.0
         record.update(variants=[green], status="InService", model_package_arn=mv.arn, version=mv.version,
                       use_case=use_case, input_schema=mv.input_schema, updated_at=_now(),
                       deployment={**deployment, "outcome": "Succeeded", "finished_at": _now()})
-        local_endpoints.write_record(self.records, record)
+        local_endpoints.write_record(self.folder, record)
         time.sleep(0.5)  # requests already routed to the old fleet finish before it stops
         local_endpoints.stop_process(blue.get("pid"))
         self._publish(record, mv)
-        return _from_record(record, self.state)
+        return self._endpoint(record)
 
     def _traffic_shares(self) -> list[float]:
         routing = self.settings.traffic_routing
@@ -340,20 +352,17 @@ class _LocalDeployment:
         return [step, 1.0]
 
     def _evaluator(self) -> Any:
-        try:
-            from modelwerk.local.alarms import AlarmEvaluator
-        except ImportError:  # pragma: no cover - the evaluator ships with local mode
-            return None
-        import boto3
+        from modelwerk.local.alarms import AlarmEvaluator
 
-        return AlarmEvaluator(boto3.Session(), records_dir=self.records)
+        return AlarmEvaluator(self.session, records_dir=self.records)
 
-    @staticmethod
-    def _alarms_exist(evaluator: Any, alarms: list[str]) -> bool:
-        import boto3
-
-        found = boto3.client("cloudwatch").describe_alarms(AlarmNames=alarms)["MetricAlarms"]
+    def _alarms_exist(self, evaluator: Any, alarms: list[str]) -> bool:
+        found = self.session.client("cloudwatch").describe_alarms(AlarmNames=alarms)["MetricAlarms"]
         return len(found) == len(alarms)
+
+    def _alarm_reason(self, name: str) -> str:
+        found = self.session.client("cloudwatch").describe_alarms(AlarmNames=[name])["MetricAlarms"]
+        return found[0].get("StateReason", "") if found else ""
 
     def _watch(self, evaluator: Any, alarms: list[str], seconds: float) -> str | None:
         """Wait ``seconds`` while the local alarm evaluator judges ``alarms``: the first in ALARM, else None."""
@@ -370,14 +379,13 @@ class _LocalDeployment:
     # the embedded SageMaker's view --------------------------------------------------------------------------------
     def _publish(self, record: dict[str, Any], mv: Any, model_data_url: str | None = None) -> None:
         """Record the endpoint in the embedded SageMaker as SageMaker would hold it: model, config, endpoint."""
-        import boto3
         from botocore.exceptions import ClientError
 
-        sagemaker = boto3.client("sagemaker")
+        sagemaker = self.session.client("sagemaker")
         suffix = secrets.token_hex(4)
         model_name = f"{self.name}-{suffix}"[:63]
         role = self.platform.parameters.get("serving/endpoint-role-arn") or \
-            f"arn:aws:iam::{self.state.accounts['dev']}:role/{self.platform.project}-{self.platform.env}-endpoint"
+            f"arn:aws:iam::{self.state.accounts[self.env]}:role/{self.platform.project}-{self.env}-endpoint"
         container = {"Image": mv.image or "modelwerk-serving", "Mode": record["mode"],
                      "ModelDataUrl": model_data_url or mv.model_data_url}
         if record["mode"] == SINGLE_MODEL:  # as the endpoint stack's model names it: the drift monitor reads it
@@ -405,13 +413,6 @@ class _LocalDeployment:
             log.warning("the embedded SageMaker did not take endpoint %s: %s", self.name, exc)
 
 
-def _alarm_reason(name: str) -> str:
-    import boto3
-
-    found = boto3.client("cloudwatch").describe_alarms(AlarmNames=[name])["MetricAlarms"]
-    return found[0].get("StateReason", "") if found else ""
-
-
 def _fleets_alive(record: dict[str, Any]) -> bool:
     from modelwerk.local import endpoints as local_endpoints
 
@@ -434,34 +435,30 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _runtime_url(state: Any) -> str | None:
-    return getattr(state, "runtime_url", None) or os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME")
-
-
-def _from_record(record: dict[str, Any], state: Any) -> Endpoint:
+def _from_record(record: dict[str, Any], state: Any, env: str, session: Any) -> Endpoint:
+    """A local endpoint's record as the library reports it; ``session`` is of the endpoint's account."""
     models_loaded: tuple[str, ...] = ()
     if record.get("mode") == MULTI_MODEL:
-        models_loaded = tuple(_list_prefix(record))
+        models_loaded = tuple(_list_prefix(record, session))
     status = record.get("status", "InService")
     if status == "InService" and not _fleets_alive(record):
         status = "Failed"
     variants = tuple({k: v.get(k) for k in ("name", "fleet", "weight", "url")} for v in record.get("variants", []))
     return Endpoint(name=record["endpoint"], status=status, mode=record.get("mode", SINGLE_MODEL),
                     use_case=record.get("use_case"), model_package_arn=record.get("model_package_arn"),
-                    version=record.get("version"), runtime_endpoint_url=_runtime_url(state), models=models_loaded,
+                    version=record.get("version"), runtime_endpoint_url=state.runtime_endpoint_url(env),
+                    models=models_loaded,
                     deployment=record.get("deployment") or {}, variants=variants, updated_at=record.get("updated_at"))
 
 
-def _list_prefix(record: dict[str, Any]) -> list[str]:
-    import boto3
-
+def _list_prefix(record: dict[str, Any], session: Any) -> list[str]:
     prefix_uri = next((v.get("model_data_prefix") for v in record.get("variants", []) if v.get("model_data_prefix")),
                       None)
     if not prefix_uri:
         return []
     bucket, _, prefix = prefix_uri.removeprefix("s3://").partition("/")
     names = []
-    for page in boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    for page in session.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         names += [item["Key"][len(prefix):] for item in page.get("Contents", []) if item["Key"].endswith(".tar.gz")]
     return sorted(names)
 
@@ -534,21 +531,30 @@ def _from_description(described: dict[str, Any], use_case: str | None, mv: Any) 
 # -- look, remove -----------------------------------------------------------------------------------------------------
 
 
+def _local_folder(platform: Any) -> tuple[Any, Path | None]:
+    """Local mode's state and the folder of ``platform``'s environment's endpoint records (None when stopped)."""
+    from modelwerk import local
+    from modelwerk.local import endpoints as local_endpoints
+
+    state = local.read_state()
+    if state is None:
+        return None, None
+    return state, local_endpoints.endpoints_dir(local._records_dir(Path(state.root)), platform.env)
+
+
 def list_endpoints(*, env: str | None = None) -> list[Endpoint]:
     """The environment's endpoints."""
     from modelwerk.platform import resolve
 
     platform = resolve(env)
     if platform.local:
-        from modelwerk import local
         from modelwerk.local import endpoints as local_endpoints
 
-        state = local.read_state()
-        records = local._records_dir(Path(state.root)) if state else None
-        return [_from_record(r, state) for r in local_endpoints.all_records(records)] if records else []
-    import boto3
-
-    sagemaker = boto3.client("sagemaker")
+        state, folder = _local_folder(platform)
+        session = platform.session()
+        return [_from_record(r, state, platform.env, session) for r in local_endpoints.all_records(folder)] \
+            if folder else []
+    sagemaker = platform.session().client("sagemaker")
     found = []
     for page in sagemaker.get_paginator("list_endpoints").paginate():
         found += [Endpoint(name=e["EndpointName"], status=e["EndpointStatus"], mode="", use_case=None,
@@ -563,19 +569,19 @@ def describe(name: str, *, env: str | None = None) -> Endpoint:
 
     platform = resolve(env)
     if platform.local:
-        from modelwerk import local
         from modelwerk.local import endpoints as local_endpoints
 
-        state = local.read_state()
-        record = local_endpoints.read_record(local._records_dir(Path(state.root)), name) if state else None
+        state, folder = _local_folder(platform)
+        record = local_endpoints.read_record(folder, name) if folder else None
         if record is None:
-            raise NotFoundError(f"there is no endpoint {name}; 'modelwerk endpoints list' shows them")
-        return _from_record(record, state)
-    import boto3
+            raise NotFoundError(f"there is no endpoint {name} in {platform.env}; 'modelwerk endpoints list' shows "
+                                "them")
+        return _from_record(record, state, platform.env, platform.session())
     from botocore.exceptions import ClientError
 
     try:
-        return _from_description(boto3.client("sagemaker").describe_endpoint(EndpointName=name), None, None)
+        return _from_description(platform.session().client("sagemaker").describe_endpoint(EndpointName=name), None,
+                                 None)
     except ClientError:
         raise NotFoundError(f"there is no endpoint {name} in {platform.env}; 'modelwerk endpoints list' shows "
                             "them") from None
@@ -588,21 +594,18 @@ def delete(name: str, *, env: str | None = None) -> Endpoint:
     platform = resolve(env)
     endpoint = describe(name, env=env)
     if platform.local:
-        from modelwerk import local
         from modelwerk.local import endpoints as local_endpoints
 
-        state = local.read_state()
-        records = local._records_dir(Path(state.root))
-        record = local_endpoints.read_record(records, name) or {}
+        _, folder = _local_folder(platform)
+        record = local_endpoints.read_record(folder, name) or {}
         for variant in record.get("variants", []):
             local_endpoints.stop_process(variant.get("pid"))
-        local_endpoints.remove_record(records, name)
-        shutil.rmtree(local_endpoints.endpoints_dir(records) / name, ignore_errors=True)
-    import boto3
+        local_endpoints.remove_record(folder, name)
+        shutil.rmtree(folder / name, ignore_errors=True)
     from botocore.exceptions import ClientError
 
     try:
-        boto3.client("sagemaker").delete_endpoint(EndpointName=name)
+        platform.session().client("sagemaker").delete_endpoint(EndpointName=name)
     except ClientError as exc:
         if not platform.local:
             raise NotFoundError(f"endpoint {name} could not be deleted: {exc}") from None
@@ -631,9 +634,7 @@ def predict(endpoint: str, data: Any, *, target_model: str | None = None, conten
     platform = resolve(env)
     schema = _input_columns(platform, endpoint)
     bodies, kind = _bodies(data, schema, content_type)
-    import boto3
-
-    client = boto3.client("sagemaker-runtime")
+    client = runtime_client(platform)
     predictions: list[Any] = []
     for body in bodies:
         args: dict[str, Any] = {"EndpointName": endpoint, "Body": body, "ContentType": kind,
@@ -644,6 +645,18 @@ def predict(endpoint: str, data: Any, *, target_model: str | None = None, conten
             args["InferenceId"] = inference_id
         predictions += _parse_predictions(_invoke(client, args))
     return predictions
+
+
+def runtime_client(platform: Any) -> Any:
+    """SageMaker Runtime of ``platform``'s environment: locally, the local runtime of that environment's account."""
+    if platform.local:
+        state, _ = _local_folder(platform)
+        url = state.runtime_endpoint_url(platform.env) if state else None
+        if url is None:
+            raise LocalModeError(f"the {platform.env} environment has no local SageMaker Runtime: deploy an endpoint "
+                                 "to it first")
+        return platform.session().client("sagemaker-runtime", endpoint_url=url)
+    return platform.session().client("sagemaker-runtime")
 
 
 def _invoke(client: Any, args: dict[str, Any]) -> bytes:
@@ -667,11 +680,10 @@ def _input_columns(platform: Any, endpoint: str) -> list[str] | None:
     if not platform.local:
         return None
     try:
-        from modelwerk import local
         from modelwerk.local import endpoints as local_endpoints
 
-        state = local.read_state()
-        record = local_endpoints.read_record(local._records_dir(Path(state.root)), endpoint) if state else None
+        _, folder = _local_folder(platform)
+        record = local_endpoints.read_record(folder, endpoint) if folder else None
     except LocalModeError:
         return None
     if not record or not record.get("input_schema"):

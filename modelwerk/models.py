@@ -41,6 +41,9 @@ log = logging.getLogger("modelwerk")
 APPROVED = "Approved"
 REJECTED = "Rejected"
 PENDING = "PendingManualApproval"
+#: Keys of a version's CustomerMetadataProperties that record its way through prod.
+PROMOTED_TO_PROD_AT = "promoted_to_prod_at"
+ROLLED_BACK_FROM_PROD_AT = "rolled_back_from_prod_at"
 #: The EventBridge detail-type SageMaker gives a model package's state change.
 STATE_CHANGE = "SageMaker Model Package State Change"
 #: What the state change event's ``detail`` carries of a package (AWS documents the event with these fields).
@@ -62,6 +65,8 @@ class ModelVersion:
     three versioned artifacts' origins (``code_commit``, ``data_snapshot_id``, ``pipeline_execution_arn``,
     ``baseline_uri``); ``input_schema`` is what a request to the model carries, in CSV column order. ``deliveries``
     holds what a local approval's event reached (empty on AWS, where SageMaker emits the event).
+    ``promoted_to_prod_at`` and ``rolled_back_from_prod_at`` are when a promotion put the version into prod and when a
+    rollback took it out (ISO 8601 UTC, kept in the registry with the version).
     """
 
     use_case: str
@@ -75,7 +80,14 @@ class ModelVersion:
     model_data_url: str | None
     image: str | None
     approval_description: str | None = None
+    promoted_to_prod_at: str | None = None
+    rolled_back_from_prod_at: str | None = None
     deliveries: tuple[Any, ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def in_prod_history(self) -> bool:
+        """Promoted to prod and not rolled back since: prod serves it, or did until a newer version replaced it."""
+        return bool(self.promoted_to_prod_at) and (self.rolled_back_from_prod_at or "") < self.promoted_to_prod_at
 
     def to_dict(self, detail: bool = False) -> dict[str, Any]:
         """The CLI's JSON of this version: version, arn, approval_status, metrics; with ``detail`` also lineage and
@@ -243,6 +255,8 @@ def _from_package(use_case: str, reg: Registry, package: dict[str, Any]) -> Mode
         model_data_url=containers[0].get("ModelDataUrl"),
         image=containers[0].get("Image"),
         approval_description=package.get("ApprovalDescription"),
+        promoted_to_prod_at=meta.get(PROMOTED_TO_PROD_AT),
+        rolled_back_from_prod_at=meta.get(ROLLED_BACK_FROM_PROD_AT),
     )
 
 
@@ -337,6 +351,12 @@ def _decide(use_case: str, version: int | str, status: str, reason: str | None, 
     reg = registry(use_case, env=env)
     arn = _find_arn(use_case, reg, version)
     package = _describe(reg, arn)
+    if status == REJECTED:
+        serving = prod_version(use_case, env=env)
+        if serving is not None and serving.arn == arn:
+            raise ValidationError(
+                f"{use_case} version {serving.version} is in prod (promoted {serving.promoted_to_prod_at}); roll it "
+                f"back first ('modelwerk promote --use-case {use_case} --to prod --rollback'), then reject it")
     if package.get("ModelApprovalStatus") == status:
         log.info("%s version %s is already %s", use_case, package.get("ModelPackageVersion"), status)
         return _from_package(use_case, reg, package)
@@ -353,6 +373,39 @@ def _decide(use_case: str, version: int | str, status: str, reason: str | None, 
     if reg.session is not None:
         result = replace(result, deliveries=tuple(_dispatch_locally(reg, changed)))
     return result
+
+
+def prod_version(use_case: str, *, env: str | None = None) -> ModelVersion | None:
+    """The version prod serves: the one promoted to prod last and not rolled back; None before the first promotion.
+
+    Example
+    -------
+    >>> modelwerk.models.prod_version("pump-health") is None  # no version promoted to prod yet
+    True
+    """
+    candidates = [v for v in versions(use_case, env=env) if v.in_prod_history]
+    return max(candidates, key=lambda v: v.promoted_to_prod_at or "", default=None)
+
+
+def record_promotion(use_case: str, version: int | str, *, env: str | None = None, **moments: str) -> ModelVersion:
+    """Keep ``moments`` (``promoted_to_prod_at=...``, ``rolled_back_from_prod_at=...``) with the version in the
+    registry, where every environment reads them."""
+    unknown = set(moments) - {PROMOTED_TO_PROD_AT, ROLLED_BACK_FROM_PROD_AT}
+    if unknown:
+        raise ValidationError(f"record_promotion keeps {PROMOTED_TO_PROD_AT} and {ROLLED_BACK_FROM_PROD_AT}, "
+                              f"not {sorted(unknown)}")
+    reg = registry(use_case, env=env)
+    arn = _find_arn(use_case, reg, version)
+    package = _describe(reg, arn)
+    update: dict[str, Any] = {"ModelPackageArn": arn,
+                              "CustomerMetadataProperties": {**(package.get("CustomerMetadataProperties") or {}),
+                                                             **moments}}
+    if reg.session is not None:  # the embedded AWS's UpdateModelPackage resets what it is not given; AWS keeps it
+        update["ModelApprovalStatus"] = package.get("ModelApprovalStatus") or PENDING
+        if package.get("ApprovalDescription") is not None:
+            update["ApprovalDescription"] = package["ApprovalDescription"]
+    reg.sagemaker.update_model_package(**update)
+    return _from_package(use_case, reg, _describe(reg, arn))
 
 
 def _plain(value: Any) -> Any:

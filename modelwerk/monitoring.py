@@ -2,10 +2,12 @@
 against ground truth, and whether that needs retraining.
 
 ``run`` invokes the environment's drift monitor function with the scheduled event its schedule sends (locally: the
-function's handler from its code asset, in this process, on the capture files in the embedded S3), then reports the
-endpoint's monitoring alarms. Locally the alarms are judged by the local alarm evaluator; an alarm that goes to
-ALARM notifies the on-call topic and, through the retraining rule, starts the use case's pipeline with the local
-executor. ``feedback`` uploads ground truth keyed by the inference ids callers gave (``InferenceId``).
+function's handler from its code asset, in this process, with the environment's account's credentials, on the
+capture files in the embedded S3), then reports the endpoint's monitoring alarms. Locally the alarms are judged by
+the local alarm evaluator in that account; an alarm that goes to ALARM notifies the environment's on-call topic and,
+through the retraining rule, starts the use case's pipeline with the local executor: in the environment itself when
+it trains, else in the training environment its alarms are forwarded to (prod's alarm starts dev's pipeline).
+``feedback`` uploads ground truth keyed by the inference ids callers gave (``InferenceId``).
 
 Example
 -------
@@ -116,11 +118,12 @@ def run(endpoint: str, *, env: str | None = None, at: _dt.datetime | None = None
         from modelwerk.local import lambdas
 
         state = local.read_state()
-        event = scheduled_event(endpoint, minutes, at, state.accounts[platform.env], state.region,
-                                f"arn:aws:events:{state.region}:{state.accounts[platform.env]}:rule/{function}")
+        account = state.accounts[platform.env]
+        event = scheduled_event(endpoint, minutes, at, account, state.region,
+                                f"arn:aws:events:{state.region}:{account}:rule/{function}")
         registry_role = f"arn:aws:iam::{state.accounts['registry']}:role/{local.LOCAL_ROLE_NAME}"
-        report = lambdas.invoke(function, event, environment={"REGISTRY_ROLE_ARN": registry_role})
-        alarms, retraining = _evaluate_locally(use_case, alarm_names(endpoint, settings.quality), started)
+        report = lambdas.invoke(function, event, stage=platform.env, environment={"REGISTRY_ROLE_ARN": registry_role})
+        alarms, retraining = _evaluate_locally(platform, use_case, alarm_names(endpoint, settings.quality), started)
     else:
         import boto3
 
@@ -143,20 +146,24 @@ def run(endpoint: str, *, env: str | None = None, at: _dt.datetime | None = None
                          retraining_execution_arn=retraining, distributions=report.get("distributions") or {})
 
 
-def _evaluate_locally(use_case: str, names: list[str], since: float) -> tuple[list[dict[str, str]], str | None]:
-    import boto3
-
+def _evaluate_locally(platform: Any, use_case: str, names: list[str],
+                      since: float) -> tuple[list[dict[str, str]], str | None]:
+    """The alarms judged in the environment's account, and the execution their retraining rule started, if one did:
+    in whichever account's pipeline the rule (or the rule the alarm was forwarded to) names."""
     from modelwerk import local, pipelines
     from modelwerk.local.alarms import AlarmEvaluator
 
     state = local.read_state()
-    evaluator = AlarmEvaluator(boto3.Session(), records_dir=local._records_dir(Path(state.root)))
+    evaluator = AlarmEvaluator(platform.session(), records_dir=local._records_dir(Path(state.root)))
     transitions = evaluator.evaluate(names)
-    started_pipeline = any(":pipeline/" in action for t in transitions for action in t.actions_run)
+    targets = [action.split(" -> ", 1)[1] for t in transitions for action in t.actions_run if " -> " in action]
+    started = [arn for arn in targets if ":sagemaker:" in arn and ":pipeline/" in arn]
     alarms = [{"name": name, "state": evaluator.state(name)} for name in names]
     retraining = None
-    if started_pipeline:
-        recent = [e for e in pipelines.executions(use_case, limit=5)
+    if started:
+        account = started[0].split(":")[4]
+        env = next((name for name, number in state.accounts.items() if number == account), platform.env)
+        recent = [e for e in pipelines.executions(use_case, env=env, limit=5)
                   if e.started_at is None or _epoch(e.started_at) >= since - 1]
         retraining = recent[0].execution_arn if recent else None
     return alarms, retraining
@@ -176,9 +183,8 @@ def _epoch(value: Any) -> float:
 
 def feedback(endpoint: str, path: str | Path, *, env: str | None = None) -> dict[str, Any]:
     """Upload ground truth for ``endpoint``: a CSV with ``inference_id`` and ``label`` (and ``row`` for a many-row
-    request). The monitor joins it to the captured predictions with those inference ids."""
-    import boto3
-
+    request). The monitor joins it to the captured predictions with those inference ids; the file goes to the
+    serving bucket of ``env``'s account."""
     from modelwerk.platform import resolve
 
     file = Path(path)
@@ -200,7 +206,7 @@ def feedback(endpoint: str, path: str | Path, *, env: str | None = None) -> dict
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     key = f"{naming.ground_truth_prefix(endpoint)}{stamp}-{hashlib.sha256(body).hexdigest()[:12]}.csv"
     bucket = platform.bucket("serving")
-    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=body, ContentType="text/csv")
+    platform.session().client("s3").put_object(Bucket=bucket, Key=key, Body=body, ContentType="text/csv")
     return {"endpoint": endpoint, "rows": int(len(frame)), "rows_without_label_or_id": blank,
             "uri": f"s3://{bucket}/{key}"}
 

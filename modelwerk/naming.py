@@ -152,3 +152,77 @@ def monitoring_alarm_name(endpoint: str, kind: str) -> str:
 
 def ground_truth_prefix(endpoint: str) -> str:
     return f"{GROUND_TRUTH_PREFIX}/{endpoint}/"
+
+
+# -- promotion ------------------------------------------------------------------------------------------------------
+#: The zone name of the registry's promotion artifact bucket (``bucket_name(project, env, PROMOTION_ZONE, ...)``).
+PROMOTION_ZONE = "promotion"
+#: Its server access log bucket (the registry's other log bucket logs only the model artifacts).
+PROMOTION_LOG_ZONE = "promotion-logs"
+
+
+def promotion_pipeline_name(project: str, use_case: str) -> str:
+    """The registry account's CodePipeline that promotes a use case's approved versions to staging, then prod."""
+    return f"{project}-{use_case}-promotion"
+
+
+def promotion_pipeline_role_name(project: str, use_case: str) -> str:
+    """The promotion pipeline's service role (named: staging's and prod's action roles trust exactly this role)."""
+    return f"{project}-{use_case}-promotion-pipeline"
+
+
+def promotion_gate_project_name(project: str, use_case: str) -> str:
+    """The CodeBuild project that runs the quality gate against the staging endpoint."""
+    return f"{project}-{use_case}-promotion-gate"
+
+
+def promotion_gate_build_role_name(project: str, use_case: str) -> str:
+    """The gate project's service role (named: staging's gate role trusts exactly this role)."""
+    return f"{project}-{use_case}-promotion-gate-build"
+
+
+def promotion_source_function_name(project: str, use_case: str) -> str:
+    """The function that turns an approval event into the pipeline's source object and starts the pipeline."""
+    return f"{project}-{use_case}-promotion-source"
+
+
+def promotion_source_key(use_case: str) -> str:
+    """The pipeline's source object in the promotion bucket; each approval writes a new version of it."""
+    return f"promotion/{use_case}/source.zip"
+
+
+def promotion_report_prefix(use_case: str) -> str:
+    """Where the gate writes its reports in the promotion bucket (``<prefix><pipeline execution id>/gate.json``)."""
+    return f"promotion/{use_case}/reports/"
+
+
+def promotion_key_alias(project: str, env: str) -> str:
+    """The KMS key of the promotion artifact bucket (staging's and prod's action roles decrypt with it)."""
+    return f"alias/{project}/{env}/promotion-artifacts"
+
+
+def promotion_topic_name(project: str, kind: str) -> str:
+    """The registry's promotion topics: ``approvals`` (a version waits for a person) and ``failures``."""
+    if kind not in ("approvals", "failures"):
+        raise ValueError(f"unknown promotion topic {kind!r}; one of ['approvals', 'failures']")
+    return f"{project}-promotion-{kind}"
+
+
+def promotion_action_role_name(project: str, env: str) -> str:
+    """The role in a target account (staging, prod) the promotion pipelines assume to deploy the endpoint stacks."""
+    return f"{project}-{env}-promotion-action"
+
+
+def promotion_deploy_role_name(project: str, env: str) -> str:
+    """The CloudFormation execution role in a target account: what an endpoint stack needs, nothing more."""
+    return f"{project}-{env}-promotion-deploy"
+
+
+def promotion_gate_role_name(project: str, env: str) -> str:
+    """The role in the gated account (staging) the gate build assumes to invoke the endpoints."""
+    return f"{project}-{env}-promotion-gate"
+
+
+def role_arn(account: str, name: str) -> str:
+    """A role's ARN from its account and name: another account's stack names it without a cross-stack reference."""
+    return f"arn:aws:iam::{account}:role/{name}"

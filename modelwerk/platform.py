@@ -78,14 +78,28 @@ class Platform:
     def contract_parameter(self, use_case: str) -> str:
         return f"{naming.ssm_prefix(self.project, self.env)}use-cases/{use_case}/contract"
 
+    def session(self) -> Any:
+        """A boto3 session in this environment's account. On AWS the credentials at hand are the environment's own;
+        locally, dev is the embedded AWS's default account and the others are reached with an assumed role."""
+        return _session(self.env, self.local)
 
-def _from_ssm(env: str, project: str) -> dict[str, str] | None:
+
+def _session(env: str, local: bool) -> Any:
     import boto3
+
+    if local and env != DEFAULT_ENV:
+        from modelwerk import local as local_mode
+
+        return local_mode.session(env)
+    return boto3.Session()
+
+
+def _from_ssm(env: str, project: str, local: bool) -> dict[str, str] | None:
     from botocore.exceptions import BotoCoreError, ClientError
 
     prefix = naming.ssm_prefix(project, env)
     try:
-        ssm = boto3.client("ssm")
+        ssm = _session(env, local).client("ssm")
         values: dict[str, str] = {}
         for page in ssm.get_paginator("get_parameters_by_path").paginate(Path=prefix, Recursive=True):
             for parameter in page["Parameters"]:
@@ -130,7 +144,7 @@ def resolve(env: str | None = None, *, refresh: bool = False) -> Platform:
 @lru_cache(maxsize=8)
 def _resolve_cached(env: str, endpoint_url: str | None) -> Platform:
     project = os.environ.get("MODELWERK_PROJECT", PROJECT)
-    parameters = _from_ssm(env, project)
+    parameters = _from_ssm(env, project, endpoint_url is not None)
     if parameters:
         contracts = {
             name.split("/")[1]: Contract.from_json(value)
@@ -142,8 +156,11 @@ def _resolve_cached(env: str, endpoint_url: str | None) -> Platform:
         return Platform(env=env, region=region, source="ssm", parameters=parameters, contracts=contracts,
                         local=endpoint_url is not None, endpoint_url=endpoint_url, project=project)
     if endpoint_url is not None:
-        raise ConfigurationError(f"local mode runs but the {env} environment is not deployed in it; "
-                                 "run 'modelwerk local down' then 'modelwerk local up'")
+        from modelwerk.local import LOCAL_STAGES
+
+        hint = ("run 'modelwerk local down' then 'modelwerk local up'" if env in LOCAL_STAGES
+                else f"promoting a version to it deploys it ('modelwerk promote --to {env}')")
+        raise ConfigurationError(f"local mode runs but the {env} environment is not deployed in it; {hint}")
     values, contracts, region = _from_checkout(env)
     log.info("configuration of %s from cdk.json (no SSM parameters reachable)", env)
     return Platform(env=env, region=region, source="cdk.json", parameters=values, contracts=contracts,

@@ -142,7 +142,9 @@ class EnvironmentConfig:
     throw-away environment delete its buckets with the stack (default: keep them). ``training``: the environment
     runs the use cases' training pipelines and may register versions in the registry; ``retraining_schedule``
     starts them on a schedule (an EventBridge expression; none: only on demand and on alarms). ``endpoints``: the
-    environment's SageMaker endpoints by name (:class:`EndpointSettings`; default none).
+    environment's SageMaker endpoints by name (:class:`EndpointSettings`; default none). ``retraining_environment``:
+    in an environment that serves but does not train, the training environment its "needs retraining" alarms
+    start the pipelines of (default: the only training environment; required when there are several).
     """
 
     name: str
@@ -160,6 +162,7 @@ class EnvironmentConfig:
     processing_instance_type: str = "ml.m5.large"
     training_instance_type: str = "ml.m5.large"
     endpoints: dict[str, EndpointSettings] = field(default_factory=dict)
+    retraining_environment: str | None = None
 
     @classmethod
     def from_dict(cls, name: str, doc: Mapping[str, Any]) -> "EnvironmentConfig":
@@ -320,6 +323,42 @@ class PlatformConfig:
         """Where pipelines run and register versions (the registry lets only these accounts add versions)."""
         return [e for e in self.workloads if e.training]
 
+    def retraining_environment(self, name: str) -> EnvironmentConfig | None:
+        """Where the "needs retraining" alarms of ``name``'s endpoints start the training pipelines: ``name`` itself
+        when it trains, else the training environment its ``retraining_environment`` names, else the only one; None
+        when no environment trains. Several training environments and none named: a ConfigurationError, since
+        retraining a served model from the wrong environment's data would go unnoticed."""
+        environment = self.environment(name)
+        if environment.training:
+            return environment
+        if environment.retraining_environment:
+            return self.environment(environment.retraining_environment)
+        training = self.training_environments
+        if len(training) > 1:
+            raise ConfigurationError(
+                f"environment {name!r}: cdk.json has several training environments "
+                f"({sorted(e.name for e in training)}); set its retraining_environment to the one whose pipelines "
+                "its alarms start")
+        return training[0] if training else None
+
+    def retraining_alarms(self, name: str) -> dict[str, list[tuple[EnvironmentConfig, str]]]:
+        """Use case -> the (environment, single-model endpoint) pairs whose composite alarm starts its pipeline in
+        the training environment ``name``: its own endpoints and those of the environments that retrain in it.
+        Empty unless ``name`` trains."""
+        if not self.environment(name).training:
+            return {}
+        alarms: dict[str, list[tuple[EnvironmentConfig, str]]] = {}
+        for environment in self.workloads:
+            monitored = sorted((e for e in environment.endpoints.values() if not e.multi_model), key=lambda e: e.name)
+            if not monitored:
+                continue
+            target = self.retraining_environment(environment.name)
+            if target is None or target.name != name:
+                continue
+            for endpoint in monitored:
+                alarms.setdefault(endpoint.use_case, []).append((environment, endpoint.name))
+        return dict(sorted(alarms.items()))
+
     def environment(self, name: str) -> EnvironmentConfig:
         try:
             return self.environments[name]
@@ -369,6 +408,14 @@ def parse_context(context: Mapping[str, Any], root: Path) -> PlatformConfig:
             monitoring=MonitoringConfig.from_dict(name, doc.get("monitoring")),
         )
     for environment in environments.values():
+        named = environment.retraining_environment
+        if named is not None:
+            target = environments.get(named)
+            if environment.training or target is None or not target.training:
+                raise ConfigurationError(
+                    f"environment {environment.name!r}: retraining_environment {named!r} must name a training "
+                    f"environment ({sorted(e.name for e in environments.values() if e.training)}), and only an "
+                    "environment that does not train itself sets one")
         for endpoint in environment.endpoints.values():
             if endpoint.use_case not in use_cases:
                 raise ConfigurationError(

@@ -1,28 +1,35 @@
-"""MonitoringStack: an environment's drift monitor, its endpoints' monitoring alarms and the on-call topic."""
+"""MonitoringStack: an environment's drift monitor, its endpoints' monitoring alarms, the on-call topic, and how their
+"needs retraining" alarms reach the training pipelines."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Stack
+from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from cdk_constructs.alarm_bus_access import AlarmBusAccess, AlarmBusAccessProps
+from cdk_constructs.alarm_forwarding import AlarmForwarding, AlarmForwardingProps
 from cdk_constructs.drift_monitor import DriftMonitor, DriftMonitorProps
 from cdk_constructs.ids import pascal
 from cdk_constructs.monitoring_alarms import MonitoringAlarms, MonitoringAlarmsProps
 from cdk_constructs.parameters import PlatformParameters
+from cdk_constructs.retraining import Retraining, RetrainingProps
 from modelwerk import naming
 from modelwerk.settings import EnvironmentConfig, PlatformConfig
 
 
 class MonitoringStack(Stack):
-    """Attributes: ``monitor`` (``DriftMonitor``), ``topic``, ``alarms`` (endpoint -> ``MonitoringAlarms``).
+    """Attributes: ``monitor`` (``DriftMonitor``), ``topic``, ``alarms`` (endpoint -> ``MonitoringAlarms``),
+    ``retraining`` (use case -> ``Retraining``), ``bus_access`` and ``forwarding`` (or None).
 
     Single-model endpoints are monitored; a multi-model endpoint serves many versions, each with its own baseline,
-    and is not compared as a whole. Retraining starts from environments that run the pipelines (``training``).
+    and is not compared as a whole. A training environment starts each use case's pipeline on its own composite
+    alarms and on those the environments retraining in it forward (``PlatformConfig.retraining_alarms``), and admits
+    their accounts to its default bus; an environment that only serves forwards its composite alarms there.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, config: PlatformConfig,
@@ -56,16 +63,46 @@ class MonitoringStack(Stack):
         self.alarms: dict[str, MonitoringAlarms] = {}
         for name, endpoint in sorted(monitored.items()):
             s = settings[name]
-            pipeline = (f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:pipeline/"
-                        f"{naming.training_pipeline_name(project, env, endpoint.use_case)}"
-                        if environment.training else None)
             self.alarms[name] = MonitoringAlarms(
                 self, f"{pascal(name)}Monitoring",
                 props=MonitoringAlarmsProps(endpoint_name=name, window_minutes=s.window_minutes, max_psi=s.max_psi,
-                                            drift_periods=s.drift_periods, no_data=s.no_data, quality=s.quality,
-                                            retraining_pipeline_arn=pipeline),
+                                            drift_periods=s.drift_periods, no_data=s.no_data, quality=s.quality),
                 topic=self.topic)
+        self.retraining: dict[str, Retraining] = {}
+        self.bus_access: AlarmBusAccess | None = None
+        self.forwarding: AlarmForwarding | None = None
+        training = config.retraining_environment(env)
+        if environment.training:
+            forwarding_accounts: set[str] = set()
+            for use_case, sources in config.retraining_alarms(env).items():
+                self.retraining[use_case] = Retraining(
+                    self, f"{pascal(use_case)}Retraining",
+                    props=RetrainingProps(
+                        use_case=use_case,
+                        pipeline_arn=self.format_arn(service="sagemaker", resource="pipeline",
+                                                     resource_name=naming.training_pipeline_name(project, env,
+                                                                                                 use_case)),
+                        alarm_arns=tuple(self._composite_arn(env, source, endpoint) for source, endpoint in sources)))
+                forwarding_accounts |= {source.account for source, _ in sources if source.name != env}
+            if forwarding_accounts:
+                self.bus_access = AlarmBusAccess(self, "ForwardedAlarms",
+                                                 props=AlarmBusAccessProps(accounts=tuple(sorted(forwarding_accounts))))
+        elif training is not None and self.alarms:
+            self.forwarding = AlarmForwarding(
+                self, "AlarmForwarding",
+                props=AlarmForwardingProps(
+                    alarm_arns=tuple(a.composite.alarm_arn for _, a in sorted(self.alarms.items())),
+                    event_bus_arn=self.format_arn(service="events", resource="event-bus", resource_name="default",
+                                                  account=training.account, region=training.region)))
         self.parameters = PlatformParameters(
             self, "Parameters", prefix=naming.ssm_prefix(project, env),
             values={"monitoring/topic-arn": self.topic.topic_arn,
                     "monitoring/function-name": self.monitor.function.function_name})
+
+    def _composite_arn(self, env: str, source: EnvironmentConfig, endpoint: str) -> str:
+        """An endpoint's composite alarm: this stack's own (a reference), or another account's (by name)."""
+        if source.name == env:
+            return self.alarms[endpoint].composite.alarm_arn
+        return self.format_arn(service="cloudwatch", resource="alarm", arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                               resource_name=naming.monitoring_alarm_name(endpoint, "composite"),
+                               account=source.account, region=source.region)

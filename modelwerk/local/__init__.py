@@ -1,7 +1,8 @@
 """Local mode: the whole platform on one machine, no AWS account, no Docker.
 
 ``up`` starts the embedded AWS in the background (like ``localstack start``), synthesizes the CDK app if
-``cdk.out`` is stale and deploys the dev and registry stages into it; ``down`` discards it; ``status`` reports.
+``cdk.out`` is stale and deploys the dev and registry stages into it; staging and prod are deployed into their own
+accounts when a promotion first needs them (:func:`deploy_environment`); ``down`` discards it; ``status`` reports.
 In a notebook, :func:`start` does the same inside the kernel. Clients find the embedded AWS through
 ``AWS_ENDPOINT_URL`` (set by :func:`activate`), so the code that runs against it is the code that runs on AWS.
 """
@@ -41,13 +42,20 @@ class LocalState:
     root: str
     #: Credentials of the dev account: the embedded AWS's default account, or a role assumed into dev's account.
     credentials: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_CREDENTIALS))
-    #: The local SageMaker Runtime (``modelwerk.local.runtime``) in front of local endpoints, and its process.
+    #: The local SageMaker Runtime (``modelwerk.local.runtime``) in front of dev's local endpoints, and its process.
     runtime_url: str | None = None
     runtime_pid: int | None = None
+    #: The runtimes of the other environments deployed locally (staging, prod): ``{env: {"url": ..., "pid": ...}}``.
+    runtimes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def runtime_endpoint_url(self, env: str) -> str | None:
+        """The SageMaker Runtime of ``env``'s account: each account's endpoints are reached through their own."""
+        return self.runtime_url if env == "dev" else self.runtimes.get(env, {}).get("url")
 
     def to_json(self) -> dict[str, Any]:
         return {"endpoint_url": self.endpoint_url, "region": self.region, "accounts": self.accounts,
-                "runtime_endpoint_url": self.runtime_url}
+                "runtime_endpoint_url": self.runtime_url,
+                "runtime_endpoint_urls": {"dev": self.runtime_url, **{k: v["url"] for k, v in self.runtimes.items()}}}
 
 
 def _records_dir(root: Path) -> Path:
@@ -136,6 +144,8 @@ def session(env: str, state: LocalState | None = None):
     state = state or read_state()
     if state is None:
         raise LocalModeError("local mode is not running: start it with 'modelwerk local up'")
+    if env not in state.accounts:
+        raise LocalModeError(f"cdk.json has no environment {env!r}; it has {sorted(state.accounts)}")
     credentials = state.credentials if env == "dev" else _assume(state, state.accounts[env], env)
     return boto3.Session(aws_access_key_id=credentials["AccessKeyId"],
                          aws_secret_access_key=credentials["SecretAccessKey"],
@@ -182,20 +192,57 @@ def deploy(state: LocalState, root: Path, *, progress=None) -> dict[str, Any]:
     activate(state)
     outdir = assembly.synthesize(root)
     summary: dict[str, Any] = {}
+    for stage in LOCAL_STAGES:
+        summary.update(_deploy_stage(state, root, outdir, stage, progress))
+    return summary
+
+
+def _deploy_stage(state: LocalState, root: Path, outdir: Path, stage: str, progress=None) -> dict[str, Any]:
+    """Deploy one stage's stacks into its account and keep the deployment record."""
+    from modelwerk.local import assembly, deployer
+
     records_dir = _state_dir(root) / "deployments"
     records_dir.mkdir(parents=True, exist_ok=True)
-    for stage in LOCAL_STAGES:
-        stage_session = session(stage, state)
-        stacks = []
-        for stack in assembly.stage_stacks(outdir, stage):
-            if progress:
-                progress(f"deploying {stack.name}")
-            deployment = deployer.deploy_stack(stage_session, stack)
-            stacks.append({**deployment.to_dict(), "template_file": str(stack.template_file),
-                           "assets_file": str(stack.assets_file) if stack.assets_file else None})
-            summary[stack.name] = deployment.summary()
-        (records_dir / f"{stage}.json").write_text(json.dumps({"stage": stage, "stacks": stacks}, indent=1))
+    stage_session = session(stage, state)
+    stacks, summary = [], {}
+    for stack in assembly.stage_stacks(outdir, stage):
+        if progress:
+            progress(f"deploying {stack.name}")
+        deployment = deployer.deploy_stack(stage_session, stack)
+        stacks.append({**deployment.to_dict(), "template_file": str(stack.template_file),
+                       "assets_file": str(stack.assets_file) if stack.assets_file else None})
+        summary[stack.name] = deployment.summary()
+    (records_dir / f"{stage}.json").write_text(json.dumps({"stage": stage, "stacks": stacks}, indent=1))
     return summary
+
+
+def deploy_environment(env: str, root: Path | str | None = None, *, progress=None) -> LocalState:
+    """Deploy ``env``'s stage (staging, prod) into its account, and start its SageMaker Runtime, unless done already:
+    what ``cdk deploy Staging/*`` puts there before the first endpoint is promoted to it."""
+    from modelwerk.local import assembly
+
+    root = _root(root)
+    state = read_state(root)
+    if state is None:
+        raise LocalModeError("local mode is not running: start it with 'modelwerk local up'")
+    if env not in state.accounts:
+        raise LocalModeError(f"cdk.json has no environment {env!r}; it has {sorted(state.accounts)}")
+    if env in LOCAL_STAGES:
+        return state
+    if not (_state_dir(root) / "deployments" / f"{env}.json").is_file():
+        _deploy_stage(state, root, assembly.synthesize(root), env, progress)
+    if not pid_alive(state.runtimes.get(env, {}).get("pid")):
+        url, pid = _start_runtime(state, root, env, progress)
+        state = replace(state, runtimes={**state.runtimes, env: {"url": url, "pid": pid}})
+        _write_state(root, state)
+    return state
+
+
+def _write_state(root: Path, state: LocalState) -> None:
+    path = _state_file(root)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps(asdict(state), indent=1))
+    os.replace(partial, path)
 
 
 def _accounts(root: Path) -> tuple[str, dict[str, str]]:
@@ -235,8 +282,9 @@ def up(root: Path | str | None = None, *, port: int | None = None, progress=None
         process.terminate()
         raise LocalModeError(f"the embedded AWS did not start; see {state_dir / 'server.log'}")
     state = replace(state, credentials=_dev_credentials(state))
-    state = _start_runtime(state, root, progress)
-    _state_file(root).write_text(json.dumps(asdict(state), indent=1))
+    url, pid = _start_runtime(state, root, "dev", progress)
+    state = replace(state, runtime_url=url, runtime_pid=pid)
+    _write_state(root, state)
     try:
         deploy(state, root, progress=progress)
     except Exception:
@@ -245,35 +293,40 @@ def up(root: Path | str | None = None, *, port: int | None = None, progress=None
     return state
 
 
-def _start_runtime(state: LocalState, root: Path, progress=None) -> LocalState:
-    """Start the local SageMaker Runtime in the background, with the dev account's credentials for its metrics."""
+def _start_runtime(state: LocalState, root: Path, env: str, progress=None) -> tuple[str, int]:
+    """Start ``env``'s local SageMaker Runtime in the background, with that account's credentials for its metrics;
+    its URL and process id."""
+    from modelwerk.local.endpoints import endpoints_dir
     from modelwerk.local.server import free_port
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     state_dir = _state_dir(root)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update({"AWS_ENDPOINT_URL": state.endpoint_url, "AWS_DEFAULT_REGION": state.region,
-                "AWS_REGION": state.region, "AWS_ACCESS_KEY_ID": state.credentials["AccessKeyId"],
-                "AWS_SECRET_ACCESS_KEY": state.credentials["SecretAccessKey"]})
-    if state.credentials.get("SessionToken"):
-        env["AWS_SESSION_TOKEN"] = state.credentials["SessionToken"]
-    log = open(state_dir / "runtime.log", "ab")
+    credentials = state.credentials if env == "dev" else _assume(state, state.accounts[env], env)
+    variables = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    variables.update({"AWS_ENDPOINT_URL": state.endpoint_url, "AWS_DEFAULT_REGION": state.region,
+                      "AWS_REGION": state.region, "AWS_ACCESS_KEY_ID": credentials["AccessKeyId"],
+                      "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"], "MODELWERK_LOCAL_ROOT": str(root)})
+    if credentials.get("SessionToken"):
+        variables["AWS_SESSION_TOKEN"] = credentials["SessionToken"]
+    log_name = "runtime.log" if env == "dev" else f"runtime-{env}.log"
+    log = open(state_dir / log_name, "ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "modelwerk.local.runtime", "--port", str(port), "--endpoints-dir",
-         str(_records_dir(root) / "endpoints")],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env, cwd=root)
+         str(endpoints_dir(_records_dir(root), env))],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=variables,
+        cwd=root)
     if progress:
-        progress(f"starting the local SageMaker Runtime on {url}")
+        progress(f"starting {env}'s local SageMaker Runtime on {url}")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
             break
         if _answers(f"{url}/ping"):
-            return replace(state, runtime_url=url, runtime_pid=process.pid)
+            return url, process.pid
         time.sleep(0.1)
     process.terminate()
-    raise LocalModeError(f"the local SageMaker Runtime did not start; see {state_dir / 'runtime.log'}")
+    raise LocalModeError(f"the local SageMaker Runtime of {env} did not start; see {state_dir / log_name}")
 
 
 def _answers(url: str) -> bool:
@@ -292,7 +345,8 @@ def _stop_endpoints(root: Path, state: LocalState) -> None:
     from modelwerk.local.endpoints import stop_all, stop_process
 
     stop_all(_records_dir(root))
-    stop_process(state.runtime_pid, timeout=10.0)
+    for pid in [state.runtime_pid, *(runtime.get("pid") for runtime in state.runtimes.values())]:
+        stop_process(pid, timeout=10.0)
 
 
 def down(root: Path | str | None = None) -> bool:
@@ -330,11 +384,8 @@ def status(root: Path | str | None = None) -> dict[str, Any]:
     if state is None:
         return {"running": False}
     stacks = {}
-    for stage in LOCAL_STAGES:
-        try:
-            record = deployment_record(stage, root)
-        except LocalModeError:
-            continue
+    for path in sorted((_state_dir(root) / "deployments").glob("*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
         for stack in record["stacks"]:
             counts: dict[str, int] = {}
             for resource in stack["resources"].values():
@@ -363,8 +414,9 @@ def start(root: Path | str | None = None) -> LocalState:
                        root=str(root))
     state = replace(state, credentials=_dev_credentials(state))
     _state_dir(root).mkdir(parents=True, exist_ok=True)
-    state = _start_runtime(state, root)
-    _state_file(root).write_text(json.dumps(asdict(state), indent=1))
+    url, pid = _start_runtime(state, root, "dev")
+    state = replace(state, runtime_url=url, runtime_pid=pid)
+    _write_state(root, state)
     activate(state)
     deploy(state, root)
     return state

@@ -7,9 +7,9 @@ DatapointsToAlarm (M out of N), ComparisonOperator, Threshold, TreatMissingData,
 and metric math (arithmetic, ``ABS``/``CEIL``/``FLOOR``/``FILL``/``SUM``/``AVG``/``MIN``/``MAX``). The state goes
 back into the embedded CloudWatch (``SetAlarmState``) with a CloudWatch-style reason. Composite alarms, which the
 embedded CloudWatch cannot store, are read from the local deployment records and keep their state in
-``<records>/local/alarms/``. On a state change the alarm's actions run: SNS topics get CloudWatch's notification
-JSON, Lambda functions the alarm payload, and the ``CloudWatch Alarm State Change`` event goes through the local
-event router. What cannot be evaluated locally (anomaly detection, Metrics Insights, other functions) stays in
+``<records>/local/alarms/<account>/``. On a state change the alarm's actions run: SNS topics get CloudWatch's
+notification JSON, Lambda functions the alarm payload, and the ``CloudWatch Alarm State Change`` event goes through
+the local event router. What cannot be evaluated locally (anomaly detection, Metrics Insights, other functions) stays in
 INSUFFICIENT_DATA with a reason that says so.
 
 How the data points are chosen, after CloudWatch's documented behaviour: periods are aligned to the clock; the
@@ -51,7 +51,7 @@ from typing import Any, Callable, Iterator
 import boto3
 
 from modelwerk.errors import LocalModeError, NotFoundError, ValidationError
-from modelwerk.local.endpoint_metrics import SAMPLES_DIR, SampleLog, default_records_dir
+from modelwerk.local.endpoint_metrics import SampleLog, default_records_dir, samples_dir
 
 log = logging.getLogger(__name__)
 
@@ -428,7 +428,7 @@ class AlarmEvaluator:
         self.region = self.cloudwatch.meta.region_name
         self.records_dir = Path(records_dir) if records_dir else default_records_dir()
         self._clock = now
-        self._samples = SampleLog(self.records_dir / SAMPLES_DIR if self.records_dir else None)
+        self._sample_log: SampleLog | None = None
         self._account: str | None = None
         self._memory_states: dict[str, dict[str, Any]] = {}  # composite states when there are no records
         self._thread_lock = threading.Lock()
@@ -443,6 +443,12 @@ class AlarmEvaluator:
         for item in pending:
             item.transition.actions_run.extend(self._run_actions(item, moment))
         return [item.transition for item in pending]
+
+    def _samples(self) -> SampleLog:
+        """The latency samples the local runtime of this evaluator's account logged."""
+        if self._sample_log is None:
+            self._sample_log = SampleLog(samples_dir(self.records_dir, self.account) if self.records_dir else None)
+        return self._sample_log
 
     def state(self, name: str) -> str:
         """The current state of alarm ``name`` (metric or composite): OK, ALARM or INSUFFICIENT_DATA."""
@@ -578,7 +584,11 @@ class AlarmEvaluator:
 
     # -- composite states --------------------------------------------------------------------------------------------
     def _states_file(self) -> Path | None:
-        return self.records_dir / ALARMS_DIR / COMPOSITE_STATES_FILE if self.records_dir else None
+        """This account's composite states: alarm names repeat in every account (dev's and prod's
+        ``pump-health-needs-retraining`` are two alarms)."""
+        if not self.records_dir:
+            return None
+        return self.records_dir / ALARMS_DIR / self.account / COMPOSITE_STATES_FILE
 
     def _generation(self) -> int:
         """Changes whenever the stages are deployed again (a new embedded AWS): older composite states are void."""
@@ -841,7 +851,7 @@ class AlarmEvaluator:
 
     def _percentiles(self, query: _Query, counts: dict[int, float], start: int, end: int) -> dict[int, _Point]:
         dimensions = {d["Name"]: d["Value"] for d in query.dimensions}
-        samples = self._samples.samples(namespace=query.namespace, metric=query.metric, dimensions=dimensions,
+        samples = self._samples().samples(namespace=query.namespace, metric=query.metric, dimensions=dimensions,
                                         unit=query.unit, region=self.region, start=start, end=end)
         points: dict[int, _Point] = {}
         for period_start, sample_count in sorted(counts.items()):

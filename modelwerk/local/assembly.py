@@ -20,7 +20,7 @@ from modelwerk.errors import LocalModeError
 #: What the CDK app reads: a change here makes the assembly stale.
 SOURCES = ("app.py", "cdk.json", "stacks", "cdk_constructs", "lambdas", "glue_jobs", "modelwerk/core",
            "modelwerk/settings.py", "modelwerk/naming.py", "sagemaker_pipelines", "containers",
-           "frameworks.txt")
+           "frameworks.txt", "requirements.txt")
 
 
 @dataclass(frozen=True)

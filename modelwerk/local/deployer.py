@@ -50,6 +50,28 @@ def _starts_pipeline(resource: dict[str, Any]) -> bool:
     return any("SageMakerPipelineParameters" in t for t in resource.get("Properties", {}).get("Targets", []))
 
 
+_PROMOTION_RULE_NOTE = ("starts a CodePipeline promotion through its source function; the embedded AWS runs no "
+                        "CodePipeline, so the rule is kept out of the embedded EventBridge (an approval dispatched "
+                        "locally starts nothing) and 'modelwerk promote' runs the promotion locally instead")
+
+
+def _starts_code_pipeline(resources: dict[str, dict[str, Any]], resource: dict[str, Any]) -> bool:
+    """An EventBridge rule whose Lambda target starts one of the template's CodePipeline pipelines (the function's
+    environment names it): the promotion's approval rule."""
+    if resource.get("Type") != "AWS::Events::Rule":
+        return False
+    pipelines = {lid for lid, r in resources.items() if r.get("Type") == "AWS::CodePipeline::Pipeline"}
+    for target in resource.get("Properties", {}).get("Targets", []):
+        for function in references(target.get("Arn")):
+            definition = resources.get(function, {})
+            if definition.get("Type") != "AWS::Lambda::Function":
+                continue
+            variables = (definition.get("Properties", {}).get("Environment") or {}).get("Variables") or {}
+            if references(variables) & pipelines:
+                return True
+    return False
+
+
 def _kms_key_tags(properties: dict[str, Any]) -> dict[str, Any]:
     """moto's KMS model reads tags as the API spells them (TagKey/TagValue), CloudFormation spells them Key/Value."""
     tags = properties.get("Tags")
@@ -227,7 +249,8 @@ class StackDeployer:
     # -- classification -------------------------------------------------------------------------------------------
     def _route(self, resource_type: str, logical_id: str | None = None) -> str:
         if resource_type in _LOCAL_RUNTIME or resource_type in LOCAL_RECORDS or (
-                logical_id and _starts_pipeline(self.resources[logical_id])):
+                logical_id and (_starts_pipeline(self.resources[logical_id])
+                                or _starts_code_pipeline(self.resources, self.resources[logical_id]))):
             return "local-runtime"
         if resource_type in API_HANDLERS:
             return "api"
@@ -382,7 +405,9 @@ class StackDeployer:
             self.deployment.resources[logical_id] = DeployedResource(
                 logical_id, resource_type, route, physical_id=physical_id, attributes=attributes, note=note)
         elif route == "local-runtime":
-            note = _LOCAL_RUNTIME.get(resource_type) or _PIPELINE_RULE_NOTE
+            note = _LOCAL_RUNTIME.get(resource_type) or (
+                _PROMOTION_RULE_NOTE if _starts_code_pipeline(self.resources, self.resources[logical_id])
+                else _PIPELINE_RULE_NOTE)
             attributes = {}
             if resource_type == "AWS::Events::Rule":
                 name = self.resources[logical_id].get("Properties", {}).get("Name") or logical_id
@@ -589,6 +614,18 @@ def _pipeline(d: StackDeployer, lid: str, p: dict[str, Any]):
     return p["PipelineName"], {"PipelineArn": arn}
 
 
+def _event_bus_policy(d: StackDeployer, lid: str, p: dict[str, Any]):
+    """One statement of a bus's policy (PutPermission with a policy document): the local event router honours it when
+    a rule forwards an event to this bus from another account."""
+    if "Statement" not in p:
+        raise LocalModeError(f"{d.stack.name}/{lid}: only an EventBusPolicy given as a Statement is deployed locally")
+    statement = p["Statement"] if isinstance(p["Statement"], dict) else json.loads(p["Statement"])
+    bus = p.get("EventBusName") or "default"
+    d.client("events").put_permission(EventBusName=bus, Policy=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{**statement, "Sid": p["StatementId"]}]}))
+    return f"{bus}/{p['StatementId']}", {}
+
+
 def _model_package_group(d: StackDeployer, lid: str, p: dict[str, Any]):
     """The group through the API; its resource policy is recorded only (the embedded SageMaker has no
     PutModelPackageGroupPolicy): locally, accounts reach the registry by assuming a role in it."""
@@ -674,6 +711,10 @@ _CODEBUILD_PARAMETERS = {"name", "description", "source", "secondarySources", "s
                          "concurrentBuildLimit", "autoRetryLimit"}
 
 
+#: The location given to the embedded CodeBuild for a CODEPIPELINE source or artifacts (AWS ignores it).
+_PIPELINE_LOCATION = "codepipeline"
+
+
 def _codebuild_shape(value: Any) -> Any:
     """CloudFormation's PascalCase CodeBuild properties in the API's camelCase (``BuildSpec`` is ``buildspec``)."""
     if isinstance(value, list):
@@ -690,8 +731,16 @@ def _codebuild_project(d: StackDeployer, lid: str, p: dict[str, Any]):
     args["name"] = args.get("name") or f"{d.stack.name}-{lid}"
     dropped = sorted(set(args) - _CODEBUILD_PARAMETERS)
     args = {k: v for k, v in args.items() if k in _CODEBUILD_PARAMETERS}
+    # A pipeline's project takes source and artifacts from CodePipeline and has no location; the embedded CodeBuild
+    # insists on one for every type.
+    from_pipeline = [key for key in ("source", "artifacts") if (args.get(key) or {}).get("type") == "CODEPIPELINE"
+                     and not args[key].get("location")]
+    for key in from_pipeline:
+        args[key] = {**args[key], "location": _PIPELINE_LOCATION}
     project = d.client("codebuild").create_project(**args)["project"]
     note = "no build runs locally (no Docker)"
+    if from_pipeline:
+        note += f"; {' and '.join(from_pipeline)} come from a CodePipeline, which does not run locally"
     if dropped:
         note += f"; not part of CreateProject, not applied locally: {', '.join(dropped)}"
     return args["name"], {"Arn": project.get("arn") or f"arn:aws:codebuild:{d.stack.region}:{d.stack.account}:"
@@ -709,9 +758,17 @@ def _aws_custom_resource_note(p: dict[str, Any]) -> str:
     return note
 
 
+def _code_pipeline_note(p: dict[str, Any]) -> str:
+    """A promotion pipeline: its stages, run locally by the library rather than by a CodePipeline."""
+    stages = [stage.get("Name") for stage in p.get("Stages", [])]
+    return (f"CodePipeline {p.get('Name', '')} ({' -> '.join(stages)}) is not run locally: 'modelwerk promote' "
+            "runs the promotion (staging deploy, gate, approval, prod)")
+
+
 #: Types recorded as not emulated, with a note read from their resolved properties.
 NOT_EMULATED_NOTES: dict[str, Callable[[dict[str, Any]], str]] = {
     "Custom::AWS": _aws_custom_resource_note,
+    "AWS::CodePipeline::Pipeline": _code_pipeline_note,
 }
 
 
@@ -745,6 +802,7 @@ LOCAL_RECORDS: dict[str, LocalRecord] = {
 API_HANDLERS: dict[str, Handler] = {
     "AWS::CloudWatch::Alarm": _metric_alarm,
     "AWS::CodeBuild::Project": _codebuild_project,
+    "AWS::Events::EventBusPolicy": _event_bus_policy,
     "AWS::SageMaker::ModelPackageGroup": _model_package_group,
     "AWS::SageMaker::Pipeline": _pipeline,
     "AWS::S3::BucketPolicy": _bucket_policy,

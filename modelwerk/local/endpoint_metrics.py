@@ -53,10 +53,16 @@ def default_records_dir() -> Path | None:
     return local._records_dir(Path(root or "."))
 
 
-def default_samples_dir() -> Path | None:
-    """``<records>/local/metrics``, or None outside a checkout."""
+def samples_dir(records: Path, account: str) -> Path:
+    """``<records>/local/metrics/<account>``: one log per account, as CloudWatch keeps metrics per account (staging's
+    and prod's endpoints share names)."""
+    return records / SAMPLES_DIR / account
+
+
+def default_samples_dir(account: str) -> Path | None:
+    """This checkout's sample log of ``account``, or None outside a checkout."""
     records = default_records_dir()
-    return records / SAMPLES_DIR if records else None
+    return samples_dir(records, account) if records else None
 
 
 @dataclass
@@ -102,7 +108,7 @@ class InvocationMetrics:
         self._client: Any = None
         self.flush_seconds = float(flush_seconds)
         self.namespace = namespace
-        self.samples = SampleLog(Path(samples_dir) if samples_dir else default_samples_dir())
+        self.samples = SampleLog(Path(samples_dir) if samples_dir else None)
         self._buffer: deque = deque()
         self._append = self._buffer.append  # bound once: record() is on every request's path
         self._pending: deque[_Pending] = deque()

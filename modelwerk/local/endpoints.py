@@ -1,7 +1,7 @@
 """Local endpoints: the serving container's code as local processes, one per fleet, behind the local runtime.
 
-An endpoint is a record ``<records>/endpoints/<name>.json`` (what :mod:`modelwerk.local.runtime` routes by) and one
-serving process per fleet: ``python -m modelwerk_serving`` from ``containers/serving/``, started the way SageMaker
+An endpoint is a record ``<records>/endpoints/<env>/<name>.json`` (what :mod:`modelwerk.local.runtime` routes by:
+one runtime per environment, as each account has its own SageMaker Runtime) and one serving process per fleet: ``python -m modelwerk_serving`` from ``containers/serving/``, started the way SageMaker
 starts the image (model under ``MODELWERK_MODEL_DIR``, port from ``SAGEMAKER_BIND_TO_PORT``), with data capture
 switched on in the container because no SageMaker front end captures locally. Processes run detached, so an endpoint
 outlives the command that deployed it; ``modelwerk local down`` stops them with the embedded AWS.
@@ -35,32 +35,32 @@ class DeploymentError(ValidationError):
     """A fleet did not become healthy (its model failed to load, or its process ended)."""
 
 
-def endpoints_dir(records: Path) -> Path:
-    return records / "endpoints"
+def endpoints_dir(records: Path, env: str) -> Path:
+    """The endpoints of one environment (its account): the folder its local runtime routes from."""
+    return records / "endpoints" / env
 
 
-def record_path(records: Path, name: str) -> Path:
-    return endpoints_dir(records) / f"{name}.json"
+def record_path(folder: Path, name: str) -> Path:
+    return folder / f"{name}.json"
 
 
-def read_record(records: Path, name: str) -> dict[str, Any] | None:
-    path = record_path(records, name)
+def read_record(folder: Path, name: str) -> dict[str, Any] | None:
+    path = record_path(folder, name)
     if not path.is_file():
         return None
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def write_record(records: Path, record: dict[str, Any]) -> None:
+def write_record(folder: Path, record: dict[str, Any]) -> None:
     """Replace the record in one step: the runtime rereads it while requests flow."""
-    path = record_path(records, record["endpoint"])
+    path = record_path(folder, record["endpoint"])
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     partial.write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
     os.replace(partial, path)
 
 
-def all_records(records: Path) -> list[dict[str, Any]]:
-    folder = endpoints_dir(records)
+def all_records(folder: Path) -> list[dict[str, Any]]:
     if not folder.is_dir():
         return []
     found = []
@@ -72,8 +72,8 @@ def all_records(records: Path) -> list[dict[str, Any]]:
     return found
 
 
-def remove_record(records: Path, name: str) -> None:
-    record_path(records, name).unlink(missing_ok=True)
+def remove_record(folder: Path, name: str) -> None:
+    record_path(folder, name).unlink(missing_ok=True)
 
 
 def extract_model(archive: bytes, folder: Path) -> Path:
@@ -182,9 +182,10 @@ def stop_process(pid: int | None, timeout: float = 15.0) -> None:
 
 
 def stop_all(records: Path) -> int:
-    """Stop every local endpoint's processes (``local down``); the number of processes stopped."""
+    """Stop every local endpoint's processes in every environment (``local down``); the number stopped."""
     stopped = 0
-    for record in all_records(records):
+    folders = sorted(p for p in (records / "endpoints").glob("*") if p.is_dir())
+    for record in (r for folder in folders for r in all_records(folder)):
         for variant in record.get("variants", []):
             if alive(variant.get("pid")):
                 stop_process(variant["pid"])

@@ -3,8 +3,10 @@
 The embedded AWS stores rules but runs no targets (a Lambda target needs Docker there), so local mode routes events
 itself, narrowly: rules are read from the embedded EventBridge, matched with the embedded AWS's own pattern matcher (its
 ``TestEventPattern`` API answers nothing), and a
-Lambda target is invoked in-process through the local Lambda host. Everything delivered is returned, so callers can
-show it.
+Lambda target is invoked in-process through the local Lambda host. A target that is another account's event bus
+(prod's alarms forwarded to dev's default bus) gets the event unchanged if that bus's policy admits the sending
+account, and the event is routed there in that account's stage; an event that already crossed accounts is not
+forwarded again, as on AWS. Everything delivered is returned, so callers can show it.
 
 What AWS services emit themselves (SageMaker's model package state changes, for example) the local runtime dispatches
 here too. Besides the rules, an event reaches in-process subscribers (:func:`subscribe`), and every event is appended to
@@ -105,9 +107,14 @@ def put_event(event: dict[str, Any], *, bus: str = "default", stage: str = "dev"
     ``session`` (a boto3 session) reads the rules of another account, the registry's for example; default: this
     process's default session (the dev account). ``stage`` is the local stage whose functions the targets name.
     """
+    _record(event)
+    return _route(event, bus, stage, session) + _notify_subscribers(event)
+
+
+def _route(event: dict[str, Any], bus: str, stage: str, session: Any, forwarded: bool = False) -> list[Delivery]:
+    """The deliveries of the rules on ``bus`` (of ``session``'s account) that match ``event``."""
     from moto.events.models import EventPattern
 
-    _record(event)
     events = (session or boto3).client("events")
     deliveries = []
     for page in events.get_paginator("list_rules").paginate(EventBusName=bus):
@@ -122,9 +129,74 @@ def put_event(event: dict[str, Any], *, bus: str = "default", stage: str = "dev"
                     name = arn.split(":function:")[1].split(":")[0]
                     payload = json.loads(target["Input"]) if target.get("Input") else event
                     deliveries.append(Delivery(rule["Name"], arn, lambdas.invoke(name, payload, stage=stage)))
+                elif ":events:" in arn and ":event-bus/" in arn:
+                    deliveries.extend(_forward(rule, arn, event, forwarded))
                 else:
                     log.info("rule %s: target %s is not routed locally", rule["Name"], arn)
-    return deliveries + _start_pipelines(event, stage) + _notify_subscribers(event)
+    return deliveries + _start_pipelines(event, stage)
+
+
+def _forward(rule: dict[str, Any], bus_arn: str, event: dict[str, Any], forwarded: bool) -> list[Delivery]:
+    """Put ``event`` on another account's bus and route it there: the delivery to the bus (its result: what the
+    event reached there), then those deliveries themselves."""
+    from modelwerk import local
+
+    sender = rule["Arn"].split(":")[4]
+    account, bus = bus_arn.split(":")[4], bus_arn.split(":event-bus/", 1)[1]
+    if forwarded:
+        log.info("rule %s: the event came from another account's bus and is not forwarded again", rule["Name"])
+        return [Delivery(rule["Name"], bus_arn, "not forwarded: the event already crossed accounts")]
+    state = local.read_state()
+    env = next((name for name, number in (state.accounts if state else {}).items() if number == account), None)
+    if env is None:
+        log.info("rule %s: bus %s is in no local account", rule["Name"], bus_arn)
+        return [Delivery(rule["Name"], bus_arn, LookupError(f"account {account} is not a local environment"))]
+    session = local.session(env, state)
+    if account != sender and not bus_admits(session, bus, sender, event):
+        log.warning("rule %s: bus %s does not admit account %s's %s", rule["Name"], bus_arn, sender,
+                    event.get("detail-type"))
+        return [Delivery(rule["Name"], bus_arn, PermissionError(
+            f"the policy of {bus_arn} does not allow account {sender} to put this event"))]
+    reached = _route(event, bus, env, session, forwarded=account != sender)
+    return [Delivery(rule["Name"], bus_arn, reached), *reached]
+
+
+#: The condition keys EventBridge evaluates on PutEvents that the local router evaluates too.
+_EVENT_KEYS = {"events:source": "source", "events:detail-type": "detail-type"}
+
+
+def bus_admits(session: Any, bus: str, account: str, event: dict[str, Any]) -> bool:
+    """Whether the policy of ``bus`` (in ``session``'s account) lets ``account`` put ``event``: an Allow statement
+    for events:PutEvents naming the account (by id or root ARN) whose conditions, if any, are on the event's source
+    and detail-type (StringEquals, ForAllValues/ForAnyValue:StringEquals). Anything else is not admitted."""
+    described = session.client("events").describe_event_bus(Name=bus)
+    statements = json.loads(described.get("Policy") or "{}").get("Statement", [])
+    for statement in statements if isinstance(statements, list) else [statements]:
+        actions = statement.get("Action", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        principal = statement.get("Principal", {})
+        principals = principal.get("AWS", []) if isinstance(principal, dict) else []
+        principals = [principals] if isinstance(principals, str) else principals
+        if statement.get("Effect") != "Allow" or not {"events:PutEvents", "events:*"} & set(actions):
+            continue
+        if not any(p == account or (p.startswith("arn:") and p.split(":")[4:6] == [account, "root"]) for p in
+                   principals):
+            continue
+        if all(_condition_holds(operator, values, event)
+               for operator, values in (statement.get("Condition") or {}).items()):
+            return True
+    return False
+
+
+def _condition_holds(operator: str, values: dict[str, Any], event: dict[str, Any]) -> bool:
+    if operator not in ("StringEquals", "ForAllValues:StringEquals", "ForAnyValue:StringEquals"):
+        return False
+    for key, allowed in values.items():
+        field = _EVENT_KEYS.get(key.lower())
+        allowed = [allowed] if isinstance(allowed, str) else list(allowed)
+        if field is None or event.get(field) not in allowed:
+            return False
+    return True
 
 
 def _pipeline_rules(stage: str) -> list[tuple[str, dict[str, Any]]]:
@@ -162,7 +234,7 @@ def _start_pipelines(event: dict[str, Any], stage: str) -> list[Delivery]:
                           target.get("SageMakerPipelineParameters", {}).get("PipelineParameterList", [])}
             arn = target["Arn"]
             try:
-                execution = _start_pipeline(arn.rsplit("/", 1)[-1], parameters)
+                execution = _start_pipeline(arn.rsplit("/", 1)[-1], parameters, stage)
             except Exception as error:  # noqa: BLE001 - EventBridge, too, records a failed target and goes on
                 log.warning("rule %s: pipeline %s did not start: %s", name, arn, error)
                 execution = error
@@ -170,14 +242,14 @@ def _start_pipelines(event: dict[str, Any], stage: str) -> list[Delivery]:
     return deliveries
 
 
-def _start_pipeline(pipeline_name: str, parameters: dict[str, str]) -> Any:
+def _start_pipeline(pipeline_name: str, parameters: dict[str, str], stage: str) -> Any:
+    """Start the pipeline of the stage whose rule matched (not the environment this process works in: a prod
+    alarm forwarded to dev starts dev's pipeline)."""
     from modelwerk import naming, pipelines, settings
-    from modelwerk.platform import resolve
 
-    platform = resolve(None)
     config = settings.load()
     use_case = next((u for u in config.use_cases
-                     if naming.training_pipeline_name(config.project, platform.env, u) == pipeline_name), None)
+                     if naming.training_pipeline_name(config.project, stage, u) == pipeline_name), None)
     if use_case is None:
         raise LookupError(f"no use case runs pipeline {pipeline_name}")
-    return pipelines.run(use_case, parameters, wait=False)
+    return pipelines.run(use_case, parameters, wait=False, env=stage)

@@ -2,7 +2,12 @@
 
 The function is found through the local deployment record (the template that was deployed names the handler and
 the code asset); its environment comes back from the embedded Lambda service, resolved as CloudFormation resolved
-it. Nothing here imports ``lambdas/``: the code is loaded from the synthesized asset folder.
+it. Nothing here imports ``lambdas/``: the code is loaded from the synthesized asset folder, once per function.
+
+A function of another account than dev's (staging's or prod's drift monitor) runs with that account's credentials,
+as Lambda gives a function its role's: in ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN`` and,
+since handlers call ``boto3.client(...)``, as boto3's default session while the handler runs. What it prints (logs,
+metrics) goes to that account's CloudWatch.
 """
 
 from __future__ import annotations
@@ -69,7 +74,16 @@ class FakeContext:
         return self.timeout_seconds * 1000
 
 
-def find_function(name: str, stage: str = "dev") -> LocalFunction:
+def _stage_session(stage: str) -> boto3.Session | None:
+    """The session of the stage's account; None for dev, whose credentials are this process's own."""
+    if stage == "dev":
+        return None
+    from modelwerk import local
+
+    return local.session(stage)
+
+
+def find_function(name: str, stage: str = "dev", session: boto3.Session | None = None) -> LocalFunction:
     record = deployment_record(stage)
     for stack in record["stacks"]:
         template = json.loads(Path(stack["template_file"]).read_text(encoding="utf-8"))
@@ -81,7 +95,7 @@ def find_function(name: str, stage: str = "dev") -> LocalFunction:
             if asset_dir is None:
                 raise LocalModeError(f"function {name} has no code asset in the cloud assembly; local mode runs "
                                      "functions from their synthesized code assets")
-            config = boto3.client("lambda").get_function_configuration(FunctionName=name)
+            config = (session or boto3).client("lambda").get_function_configuration(FunctionName=name)
             return LocalFunction(
                 name=name,
                 handler=definition["Properties"]["Handler"],
@@ -122,13 +136,41 @@ def _environment(variables: dict[str, str]) -> Iterator[None]:
                     os.environ[key] = value
 
 
-_loaded: dict[Path, Any] = {}
+_loaded: dict[tuple[str, Path], Any] = {}
+
+
+@contextmanager
+def _default_session(session: boto3.Session | None) -> Iterator[None]:
+    """``boto3.client(...)`` in the handler answers with ``session``'s account (boto3 keeps its default session and its
+    credentials once made: environment variables alone would not reach it)."""
+    if session is None:
+        yield
+        return
+    saved = boto3.DEFAULT_SESSION
+    boto3.DEFAULT_SESSION = session
+    try:
+        yield
+    finally:
+        boto3.DEFAULT_SESSION = saved
+
+
+def _credentials(session: boto3.Session | None) -> dict[str, str]:
+    if session is None:
+        return {}
+    frozen = session.get_credentials().get_frozen_credentials()
+    variables = {"AWS_ACCESS_KEY_ID": frozen.access_key, "AWS_SECRET_ACCESS_KEY": frozen.secret_key}
+    if frozen.token:
+        variables["AWS_SESSION_TOKEN"] = frozen.token
+    return variables
 
 
 def _load_handler(function: LocalFunction):
+    """The handler, imported once per function (two functions from one asset, dev's and prod's drift monitor, are
+    two sandboxes: their module-scope loggers and metrics must not be shared)."""
     module_name, _, attribute = function.handler.rpartition(".")
     path = function.asset_dir / (module_name.replace(".", "/") + ".py")
-    if path not in _loaded:
+    key = (function.name, path)
+    if key not in _loaded:
         if not path.is_file():
             raise LocalModeError(f"{function.name}: handler file {path} is missing from the code asset")
         unique = f"_modelwerk_lambda_{function.name.replace('-', '_')}_{module_name.replace('.', '_')}"
@@ -146,18 +188,20 @@ def _load_handler(function: LocalFunction):
             file = getattr(sys.modules[name], "__file__", None) or ""
             if file.startswith(str(function.asset_dir)):
                 del sys.modules[name]
-        _loaded[path] = getattr(module, attribute)
-    return _loaded[path]
+        _loaded[key] = getattr(module, attribute)
+    return _loaded[key]
 
 
 def invoke(name: str, event: dict[str, Any], *, stage: str = "dev", environment: dict[str, str] | None = None) -> Any:
     """Invoke the deployed function ``name`` with ``event`` and return what its handler returns.
 
     ``environment`` adds variables the local runtime needs on top of the deployed ones (a role to reach another
-    account through, where AWS would honour a resource policy that the embedded AWS does not)."""
-    function = find_function(name, stage)
+    account through, where AWS would honour a resource policy that the embedded AWS does not). ``stage`` is the
+    local stage that deployed the function: it runs in that stage's account."""
+    session = _stage_session(stage)
+    function = find_function(name, stage, session)
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
-    account = boto3.client("sts").get_caller_identity()["Account"]
+    account = (session or boto3).client("sts").get_caller_identity()["Account"]
     context = FakeContext(function.name, function.memory_mb, function.timeout, str(uuid.uuid4()), region, account)
     runtime_env = {
         "AWS_LAMBDA_FUNCTION_NAME": function.name,
@@ -167,13 +211,13 @@ def invoke(name: str, event: dict[str, Any], *, stage: str = "dev", environment:
         "POWERTOOLS_TRACE_DISABLED": "true",
     }
     output = _outputs.setdefault(function.name, io.StringIO())
+    variables = {**function.environment, **(environment or {}), **runtime_env, **_credentials(session)}
     try:
-        with _environment({**function.environment, **(environment or {}), **runtime_env}), redirect_stdout(output), \
-                redirect_stderr(output):
+        with _environment(variables), _default_session(session), redirect_stdout(output), redirect_stderr(output):
             handler = _load_handler(function)  # module-scope Powertools objects read the environment at import
             return handler(event, context)
     finally:
-        _ship_logs(function.name, context.aws_request_id, output)
+        _ship_logs(function.name, context.aws_request_id, output, session)
 
 
 #: One output stream per function: what its handler prints (logs, EMF metrics) goes to CloudWatch Logs, as on AWS.
@@ -181,14 +225,15 @@ def invoke(name: str, event: dict[str, Any], *, stage: str = "dev", environment:
 _outputs: dict[str, io.StringIO] = {}
 
 
-def _ship_logs(function_name: str, request_id: str, output: io.StringIO) -> None:
+def _ship_logs(function_name: str, request_id: str, output: io.StringIO,
+               session: boto3.Session | None = None) -> None:
     lines = [line for line in output.getvalue().splitlines() if line.strip()]
     output.seek(0)
     output.truncate()
     if not lines:
         return
-    publish_embedded_metrics(lines)
-    logs = boto3.client("logs")
+    publish_embedded_metrics(lines, session)
+    logs = (session or boto3).client("logs")
     group = f"/aws/lambda/{function_name}"
     stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{request_id.replace('-', '')}"
     try:
@@ -201,9 +246,10 @@ def _ship_logs(function_name: str, request_id: str, output: io.StringIO) -> None
                         logEvents=[{"timestamp": now, "message": line} for line in lines])
 
 
-def publish_embedded_metrics(lines: list[str]) -> int:
-    """Metrics in CloudWatch's embedded metric format (what Powertools prints) put into the embedded CloudWatch, as
-    CloudWatch Logs extracts them on AWS; returns how many data points were put."""
+def publish_embedded_metrics(lines: list[str], session: boto3.Session | None = None) -> int:
+    """Metrics in CloudWatch's embedded metric format (what Powertools prints) put into the embedded CloudWatch (of
+    ``session``'s account; default this process's), as CloudWatch Logs extracts them on AWS; returns how many data
+    points were put."""
     from datetime import datetime, timezone
 
     data: dict[str, list[dict[str, Any]]] = {}
@@ -228,7 +274,7 @@ def publish_embedded_metrics(lines: list[str]) -> int:
                             data.setdefault(directive["Namespace"], []).append({
                                 "MetricName": metric["Name"], "Dimensions": dimensions, "Timestamp": when,
                                 "Value": float(value), "Unit": metric.get("Unit") or "None"})
-    cloudwatch = boto3.client("cloudwatch") if data else None
+    cloudwatch = (session or boto3).client("cloudwatch") if data else None
     for namespace, points in data.items():
         for start in range(0, len(points), 1000):
             cloudwatch.put_metric_data(Namespace=namespace, MetricData=points[start:start + 1000])

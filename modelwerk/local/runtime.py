@@ -399,7 +399,13 @@ def main(argv: list[str] | None = None) -> None:
 
             return boto3.client("cloudwatch")
 
-        metrics = InvocationMetrics(cloudwatch, flush_seconds=1.0)  # alarms judge deployments within seconds locally
+        import boto3
+
+        from modelwerk.local.endpoint_metrics import default_samples_dir
+
+        account = boto3.client("sts").get_caller_identity()["Account"]
+        # alarms judge deployments within seconds locally
+        metrics = InvocationMetrics(cloudwatch, flush_seconds=1.0, samples_dir=default_samples_dir(account))
     app = Gateway(args.endpoints_dir, metrics=metrics)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, lifespan="on")
 

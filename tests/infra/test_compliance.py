@@ -12,6 +12,8 @@ from aws_cdk import Stack
 from aws_cdk import aws_s3 as s3
 from cfnlint import api as cfnlint
 
+from stacks.stages import PROMOTION_PATH
+
 pytestmark = pytest.mark.slow
 
 #: cfn-lint warnings accepted on purpose, with the reason.
@@ -110,10 +112,12 @@ def lint(template: Path) -> list[Any]:
 def test_cfn_lint_finds_no_errors_in_any_template(synthesized, config):
     templates = synthesized.template_files()
     # Network, DataLake, Serving and Monitoring per workload environment, ModelRegistry, the training environments'
-    # Training, and one stack per configured endpoint in the endpoints stages.
+    # Training, one stack per configured endpoint in the endpoints stages, and the promotion: its pipelines in the
+    # registry and the roles they use in each environment they promote through.
     endpoints = sum(len(w.endpoints) for w in config.workloads)
     assert endpoints == 7
-    assert len(templates) == 4 * len(config.workloads) + 1 + len(config.training_environments) + endpoints
+    promotion = 1 + len(PROMOTION_PATH)
+    assert len(templates) == 4 * len(config.workloads) + 1 + len(config.training_environments) + endpoints + promotion
     errors, unexpected_warnings = [], []
     for template in templates:
         for match in lint(template):

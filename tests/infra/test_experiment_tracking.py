@@ -25,7 +25,8 @@ ACCOUNT_IN_ARN = re.compile(r":iam::(\d{12}):root")
 def tracking_on(tmp_path_factory):
     """The app of a checkout whose cdk.json turns the managed tracking server on (a Medium one)."""
     root = tmp_path_factory.mktemp("checkout")
-    for name in ("lambdas", "glue_jobs", "modelwerk", "sagemaker_pipelines", "containers", "frameworks.txt"):
+    for name in ("lambdas", "glue_jobs", "modelwerk", "sagemaker_pipelines", "containers", "frameworks.txt",
+                 "requirements.txt"):
         if (ROOT / name).exists():
             (root / name).symlink_to(ROOT / name)
     cdk_json = json.loads((ROOT / "cdk.json").read_text(encoding="utf-8"))
@@ -128,7 +129,7 @@ def test_the_registry_publishes_the_server_and_the_logging_role(tracking_on, nam
 
 def test_no_wildcard_principal_and_cfn_lint_is_clean(tracking_on):
     _, _, outdir, _ = tracking_on
-    (template_file,) = outdir.glob("assembly-Registry/*.template.json")
+    (template_file,) = outdir.glob("assembly-Registry/*ModelRegistry*.template.json")
     document = json.loads(template_file.read_text(encoding="utf-8"))
     for statement in policy_statements(document):
         if statement.get("Effect") == "Allow":

@@ -84,19 +84,112 @@ def test_the_composite_alarm_notifies_the_encrypted_on_call_topic(dev):
     assert "aws:SecureTransport" in json.dumps(policy)
 
 
-def test_dev_retrains_on_the_composite_alarm_and_staging_only_notifies(dev, staging, config):
-    retraining = [r["Properties"] for r in dev.find_resources("AWS::Events::Rule").values()
-                  if "EventPattern" in r["Properties"]]
-    assert len(retraining) == 2
-    for rule in retraining:
+def _pattern_rules(template) -> dict[str, dict]:
+    return {lid: r["Properties"] for lid, r in template.find_resources("AWS::Events::Rule").items()
+            if "EventPattern" in r["Properties"]}
+
+
+def _resolve(value, template, account: str, region: str):
+    """A template value as CloudFormation would resolve it in ``account``: pseudo parameters, joins, and the ARN of
+    the template's own composite alarms (by name)."""
+    if isinstance(value, list):
+        return [_resolve(v, template, account, region) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(_resolve(p, template, account, region) for p in parts)
+    if "Ref" in value and value["Ref"].startswith("AWS::"):
+        return {"AWS::Partition": "aws", "AWS::Region": region, "AWS::AccountId": account}[value["Ref"]]
+    if "Fn::GetAtt" in value and value["Fn::GetAtt"][1] == "Arn":
+        resource = template.to_json()["Resources"][value["Fn::GetAtt"][0]]
+        if resource["Type"] == "AWS::CloudWatch::CompositeAlarm":
+            return f"arn:aws:cloudwatch:{region}:{account}:alarm:{resource['Properties']['AlarmName']}"
+    return {k: _resolve(v, template, account, region) for k, v in value.items()}
+
+
+def _alarm_event(account: str, region: str, alarm: str, state: str = "ALARM") -> dict:
+    """CloudWatch's state change event as it reaches a bus (a forwarded one keeps its account and resources)."""
+    return {"version": "0", "id": "7bf73129-1428-4cd3-a780-95db273d1602",
+            "detail-type": "CloudWatch Alarm State Change", "source": "aws.cloudwatch", "account": account, "time": "2024-06-05T10:02:00Z", "region": region,
+            "resources": [f"arn:aws:cloudwatch:{region}:{account}:alarm:{alarm}"],
+            "detail": {"alarmName": alarm, "state": {"value": state}, "previousState": {"value": "OK"}}}
+
+
+def _matches(pattern: dict, event: dict) -> bool:
+    from moto.events.models import EventPattern
+
+    return EventPattern.load(json.dumps(pattern)).matches_event(event)
+
+
+def test_dev_retrains_each_use_case_on_its_composite_alarms_in_every_account(dev, config):
+    rules = _pattern_rules(dev)
+    assert len(rules) == len(config.use_cases) == 2  # one per use case, whichever account its alarm is in
+    for rule in rules.values():
         assert rule["EventPattern"]["detail-type"] == ["CloudWatch Alarm State Change"]
         assert rule["EventPattern"]["detail"] == {"state": {"value": ["ALARM"]}}
         (target,) = rule["Targets"]
         assert target["SageMakerPipelineParameters"]["PipelineParameterList"] == [
             {"Name": "SnapshotId", "Value": "latest"}]
         assert "DeadLetterConfig" in target and ":pipeline/modelwerk-dev-" in json.dumps(target["Arn"])
-    assert not [r for r in staging.find_resources("AWS::Events::Rule").values() if "EventPattern" in r["Properties"]]
-    assert staging.find_resources("AWS::CloudWatch::CompositeAlarm")
+    dev_env = config.environment("dev")
+    pump = next(r for r in rules.values() if "pump-health-training" in json.dumps(r["Targets"][0]["Arn"]))
+    resources = _resolve(pump["EventPattern"]["resources"], dev, dev_env.account, dev_env.region)
+    assert sorted(resources) == sorted(
+        f"arn:aws:cloudwatch:eu-central-1:{config.environment(e).account}:alarm:pump-health-needs-retraining"
+        for e in ("dev", "staging", "prod"))
+
+
+def test_the_dev_retraining_rule_matches_prods_forwarded_alarm_and_no_other_account(dev, config):
+    dev_env, prod = config.environment("dev"), config.environment("prod")
+    rules = [_resolve(r, dev, dev_env.account, dev_env.region) for r in _pattern_rules(dev).values()]
+    pump = next(r for r in rules if r["Targets"][0]["Arn"].endswith("pump-health-training"))
+    energy = next(r for r in rules if r["Targets"][0]["Arn"].endswith("energy-forecast-training"))
+    forwarded = _alarm_event(prod.account, prod.region, "pump-health-needs-retraining")
+    assert _matches(pump["EventPattern"], forwarded)
+    assert not _matches(energy["EventPattern"], forwarded)
+    assert _matches(energy["EventPattern"], _alarm_event(prod.account, prod.region, "energy-forecast-needs-retraining"))
+    # The same alarm name in an account that is not configured, or back to OK, retrains nothing.
+    assert not _matches(pump["EventPattern"], _alarm_event("444444444444", prod.region, "pump-health-needs-retraining"))
+    assert not _matches(pump["EventPattern"], _alarm_event(prod.account, prod.region, "pump-health-needs-retraining",
+                                                           state="OK"))
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_a_serving_environment_forwards_its_composite_alarms_to_devs_default_bus(synthesized, config, env):
+    template = synthesized.template(env, "Monitoring")
+    served, dev_env = config.environment(env), config.environment("dev")
+    rules = [_resolve(r, template, served.account, served.region) for r in _pattern_rules(template).values()]
+    (rule,) = rules  # no pipeline starts here: staging and prod do not train
+    (target,) = rule["Targets"]
+    assert target["Arn"] == f"arn:aws:events:{dev_env.region}:{dev_env.account}:event-bus/default"
+    assert "SageMakerPipelineParameters" not in target and "DeadLetterConfig" in target
+    assert _matches(rule["EventPattern"], _alarm_event(served.account, served.region, "pump-health-needs-retraining"))
+    assert not _matches(rule["EventPattern"], _alarm_event(served.account, served.region, "pump-health-data-drift"))
+    roles = template.find_resources("AWS::IAM::Role")
+    role_id = target["RoleArn"]["Fn::GetAtt"][0]
+    assert "events.amazonaws.com" in json.dumps(roles[role_id]["Properties"]["AssumeRolePolicyDocument"])
+    statements = [s for p in template.find_resources("AWS::IAM::Policy").values()
+                  if {"Ref": role_id} in p["Properties"]["Roles"]
+                  for s in _resolve(p["Properties"]["PolicyDocument"]["Statement"], template, served.account,
+                                    served.region)]
+    assert statements == [{"Action": "events:PutEvents", "Effect": "Allow", "Resource": target["Arn"]}]
+    assert not template.find_resources("AWS::Events::EventBusPolicy")
+    assert template.find_resources("AWS::CloudWatch::CompositeAlarm")
+
+
+def test_devs_default_bus_admits_exactly_the_serving_accounts_alarm_changes(dev, config):
+    (policy,) = dev.find_resources("AWS::Events::EventBusPolicy").values()
+    dev_env = config.environment("dev")
+    props = _resolve(policy["Properties"], dev, dev_env.account, dev_env.region)
+    statement = props["Statement"]
+    assert props["EventBusName"] == "default" and statement["Effect"] == "Allow"
+    assert statement["Action"] == "events:PutEvents"
+    assert statement["Resource"] == f"arn:aws:events:{dev_env.region}:{dev_env.account}:event-bus/default"
+    assert sorted(statement["Principal"]["AWS"]) == [
+        f"arn:aws:iam::{config.environment(e).account}:root" for e in ("staging", "prod")]
+    assert statement["Condition"]["ForAllValues:StringEquals"] == {"events:source": ["aws.cloudwatch"]}
+    assert statement["Condition"]["StringEquals"] == {"events:detail-type": "CloudWatch Alarm State Change"}
 
 
 def test_the_monitor_role_reads_capture_and_baselines_and_writes_reports_only(dev, config):

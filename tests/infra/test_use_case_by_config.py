@@ -30,7 +30,8 @@ BOILER_CONTRACT = {
 
 @pytest.mark.slow
 def test_a_use_case_added_by_config_gets_its_table_job_and_parameters(tmp_path):
-    for folder in ("lambdas", "glue_jobs", "modelwerk", "sagemaker_pipelines", "containers", "frameworks.txt"):
+    for folder in ("lambdas", "glue_jobs", "modelwerk", "sagemaker_pipelines", "containers", "frameworks.txt",
+                   "requirements.txt"):
         if (ROOT / folder).exists():
             (tmp_path / folder).symlink_to(ROOT / folder)
     (tmp_path / "sagemaker_pipelines").unlink()

@@ -11,16 +11,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_cli(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "modelwerk.cli", *args], cwd=ROOT, env=env, capture_output=True,
+def run_cli(*args: str, env: dict[str, str], check: bool = True, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """``modelwerk ARGS`` in ``cwd``: the checkout whose cdk.json the CLI reads (default: this one)."""
+    result = subprocess.run([sys.executable, "-m", "modelwerk.cli", *args], cwd=cwd, env=env, capture_output=True,
                             text=True, timeout=600)
     if check and result.returncode != 0:
         raise AssertionError(f"modelwerk {' '.join(args)} failed: {result.stderr}")
     return result
 
 
-def cli_json(*args: str, env: dict[str, str]) -> dict:
-    return json.loads(run_cli(*args, "--json", env=env).stdout)
+def cli_json(*args: str, env: dict[str, str], cwd: Path = ROOT) -> dict:
+    return json.loads(run_cli(*args, "--json", env=env, cwd=cwd).stdout)
 
 
 def cli_environment(state_dir: Path) -> dict[str, str]:

@@ -17,7 +17,7 @@ from modelwerk.local import events
 from modelwerk.local.alarms import AlarmEvaluator, RuleError, _rule_value, parse_rule
 from modelwerk.local.assembly import StackArtifact
 from modelwerk.local.deployer import deploy_stack
-from modelwerk.local.endpoint_metrics import InvocationMetrics
+from modelwerk.local.endpoint_metrics import InvocationMetrics, samples_dir
 
 REGION = "eu-central-1"
 ACCOUNT = "123456789012"
@@ -156,7 +156,7 @@ def test_p99_of_published_latencies_decides_a_percentile_alarm(aws, records, clo
     """Latencies go through the runtime's publisher; p99 and p50 come out as CloudWatch would compute them."""
     endpoint = "percentiles"
     with InvocationMetrics(lambda: aws.client("cloudwatch"), flush_seconds=3600,
-                           samples_dir=records / "local" / "metrics") as metrics:
+                           samples_dir=samples_dir(records, ACCOUNT)) as metrics:
         for millis in range(1, 101):
             metrics.record(endpoint, "AllTraffic", 200, millis * 1000, 100)
     common = {"Namespace": "AWS/SageMaker", "MetricName": "ModelLatency", "Dimensions": _dimensions(endpoint),

@@ -299,7 +299,7 @@ def test_a_multi_model_endpoint_serves_every_version_under_its_prefix(versions, 
 def test_local_down_stops_the_endpoint_processes(endpoint, cli_env):
     from modelwerk.local.endpoints import alive
 
-    record = json.loads((Path(cli_env["MODELWERK_STATE_DIR"]) / "endpoints" / f"{ENDPOINT}.json").read_text())
+    record = json.loads((Path(cli_env["MODELWERK_STATE_DIR"]) / "endpoints" / "dev" / f"{ENDPOINT}.json").read_text())
     pids = [v["pid"] for v in record["variants"]]
     assert all(alive(pid) for pid in pids)
     run_cli("local", "down", env=cli_env)

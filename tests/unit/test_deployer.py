@@ -227,3 +227,52 @@ def test_a_repositorys_policy_and_lifecycle_are_applied_where_moto_ignores_them(
     assert policy["Statement"][0]["Principal"] == {"AWS": ["arn:aws:iam::222222222222:root"]}
     lifecycle = json.loads(ecr.get_lifecycle_policy(repositoryName="modelwerk/serving")["lifecyclePolicyText"])
     assert lifecycle["rules"][0]["selection"]["countNumber"] == 50
+
+
+PROMOTION = {
+    "Resources": {
+        "SourceRole": {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": {
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                    "Principal": {"Service": "lambda.amazonaws.com"}}]}}},
+        "Source": {"Type": "AWS::Lambda::Function", "Properties": {
+            "FunctionName": "modelwerk-pump-health-promotion-source", "Runtime": "python3.12",
+            "Handler": "handler.handler", "Code": {"ZipFile": "def handler(event, context):\n    return event\n"},
+            "Role": {"Fn::GetAtt": ["SourceRole", "Arn"]},
+            "Environment": {"Variables": {"PIPELINE_NAME": {"Ref": "Pipeline"}}}}},
+        "Gate": {"Type": "AWS::CodeBuild::Project", "Properties": {
+            "Name": "modelwerk-pump-health-promotion-gate", "Artifacts": {"Type": "CODEPIPELINE"},
+            "Source": {"Type": "CODEPIPELINE", "BuildSpec": "buildspec.json"},
+            "Environment": {"Type": "LINUX_CONTAINER", "ComputeType": "BUILD_GENERAL1_SMALL",
+                            "Image": "aws/codebuild/standard:7.0"},
+            "ServiceRole": {"Fn::GetAtt": ["SourceRole", "Arn"]}}},
+        "Pipeline": {"Type": "AWS::CodePipeline::Pipeline", "Properties": {
+            "Name": "modelwerk-pump-health-promotion", "RoleArn": {"Fn::GetAtt": ["SourceRole", "Arn"]},
+            "Stages": [{"Name": "Source", "Actions": []}, {"Name": "QualityGate", "Actions": [
+                {"Name": "Gate", "Configuration": {"ProjectName": {"Ref": "Gate"}}}]}]}},
+        "ApprovalRule": {"Type": "AWS::Events::Rule", "Properties": {
+            "EventPattern": {"source": ["aws.sagemaker"], "detail-type": ["SageMaker Model Package State Change"],
+                             "detail": {"ModelApprovalStatus": ["Approved"]}}, "State": "ENABLED",
+            "Targets": [{"Id": "Target0", "Arn": {"Fn::GetAtt": ["Source", "Arn"]}}]}},
+        "Failures": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": "modelwerk-promotion-failures"}},
+        "FailureRule": {"Type": "AWS::Events::Rule", "Properties": {
+            "Name": "promotion-failures",
+            "EventPattern": {"source": ["aws.codepipeline"], "detail": {"state": ["FAILED"]}}, "State": "ENABLED",
+            "Targets": [{"Id": "FailuresTopic", "Arn": {"Ref": "Failures"}}]}},
+    },
+}
+
+
+def test_a_promotion_is_recorded_for_the_library_and_its_approval_rule_kept_out_of_eventbridge(aws, alarm_stack):
+    """The embedded AWS runs no CodePipeline: an approval dispatched locally must not reach the source function
+    (which would start a pipeline that does not exist); ``modelwerk promote`` runs the promotion instead."""
+    deployment = deploy_stack(aws, alarm_stack(PROMOTION))
+    rule, pipeline, gate = (deployment.resources[k] for k in ("ApprovalRule", "Pipeline", "Gate"))
+    assert rule.via == "local-runtime" and "modelwerk promote" in rule.note
+    assert pipeline.via == "not-emulated"
+    assert pipeline.note.startswith("CodePipeline modelwerk-pump-health-promotion (Source -> QualityGate)")
+    assert deployment.resources["FailureRule"].via == "cloudformation"
+    rules = {r["Name"] for r in aws.client("events").list_rules()["Rules"]}
+    assert rules == {"promotion-failures"}
+    assert gate.via == "api" and "come from a CodePipeline" in gate.attributes["note"]
+    [project] = aws.client("codebuild").batch_get_projects(names=["modelwerk-pump-health-promotion-gate"])["projects"]
+    assert project["source"]["type"] == "CODEPIPELINE"

@@ -1,0 +1,177 @@
+"""The promotion source Lambda (lambdas/promotion_source): SageMaker's approval event in, the pipeline's source
+object in a versioned bucket (moto's S3) and an execution pinned to that object version out. moto's CodePipeline
+drops ``sourceRevisions``, so the CodePipeline client alone is a botocore Stubber that checks the request."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+from moto import mock_aws
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENT = json.loads((ROOT / "tests" / "events" / "model_package_approved.json").read_text())
+BUCKET = "modelwerk-registry-promotion-111111111111-eu-central-1"
+KEY = "promotion/pump-health/source.zip"
+PIPELINE = "modelwerk-pump-health-promotion"
+ENVIRONMENT = {
+    "AWS_DEFAULT_REGION": "eu-central-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+    "SOURCE_BUCKET": BUCKET, "SOURCE_KEY": KEY, "PIPELINE_NAME": PIPELINE, "SOURCE_ACTION": "PackageVersion",
+    "USE_CASE": "pump-health", "MODEL_PACKAGE_GROUP": "modelwerk-pump-health",
+}
+BUNDLE = {"buildspec.json": '{"version": "0.2"}\n',
+          "templates/staging.template.json": '{"Parameters": {"ModelPackageArn": {"Type": "String"}}}\n',
+          "templates/prod.template.json": '{"Parameters": {"ModelPackageArn": {"Type": "String"}}}\n',
+          "gate/gate_cases.csv": "case,x,expected,tolerance\nlow,1,0,\n",
+          "gate/modelwerk/core/gate.py": "def main():\n    return 0\n"}
+
+
+@dataclass
+class FakeContext:
+    function_name: str = "modelwerk-pump-health-promotion-source"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = ("arn:aws:lambda:eu-central-1:111111111111:function:"
+                                 "modelwerk-pump-health-promotion-source")
+    aws_request_id: str = "0e3a5d0c-0000-4000-8000-000000000002"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+@pytest.fixture(scope="module")
+def handler_module():
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in ENVIRONMENT.items():
+            patch.setenv(name, value)
+        yield importlib.import_module("lambdas.promotion_source.handler")
+
+
+@pytest.fixture
+def aws(handler_module, tmp_path, monkeypatch):
+    """moto's S3 with the versioned promotion bucket, a stubbed CodePipeline client whose requests are recorded,
+    and the bundle the synth would have put beside the handler."""
+    for name, content in BUNDLE.items():
+        path = tmp_path / "bundle" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    for name, value in ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("BUNDLE_DIR", str(tmp_path / "bundle"))
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        pipelines = boto3.client("codepipeline")
+        requests: list[dict] = []
+        pipelines.meta.events.register("provide-client-params.codepipeline.StartPipelineExecution",
+                                       lambda params, **_: requests.append(copy.deepcopy(params)))
+        real_client = boto3.client
+        monkeypatch.setattr(handler_module, "boto3", SimpleNamespace(
+            client=lambda service, **kw: pipelines if service == "codepipeline" else real_client(service, **kw)))
+        with Stubber(pipelines) as stubber:
+            yield SimpleNamespace(s3=s3, stubber=stubber, requests=requests)
+            stubber.assert_no_pending_responses()
+
+
+def expect_start(aws, execution: str, token: str = EVENT["id"]) -> None:
+    """The request the handler must send; the version it pins is checked against S3 after the call."""
+    aws.stubber.add_response("start_pipeline_execution", {"pipelineExecutionId": execution}, {
+        "name": PIPELINE, "clientRequestToken": token,
+        "sourceRevisions": [{"actionName": "PackageVersion", "revisionType": "S3_OBJECT_VERSION_ID",
+                             "revisionValue": ANY}]})
+
+
+def approval(version: int = 3, **detail) -> dict:
+    event = copy.deepcopy(EVENT)
+    arn = f"arn:aws:sagemaker:eu-central-1:111111111111:model-package/modelwerk-pump-health/{version}"
+    event["detail"].update(ModelPackageVersion=version, ModelPackageArn=arn, **detail)
+    event["id"] = f"5d1f9b6e-0f3c-4c1e-9a55-4c2f0b3e7a{version:02d}"
+    return event
+
+
+def read_source(aws, version_id: str) -> tuple[set[str], dict, zipfile.ZipFile]:
+    body = aws.s3.get_object(Bucket=BUCKET, Key=KEY, VersionId=version_id)["Body"].read()
+    archive = zipfile.ZipFile(io.BytesIO(body))
+    return set(archive.namelist()), json.loads(archive.read("package.json")), archive
+
+
+def test_an_approval_writes_the_source_zip_and_starts_the_pipeline_on_that_object_version(handler_module, aws):
+    expect_start(aws, "exec-1")
+    result = handler_module.handler(copy.deepcopy(EVENT), FakeContext())
+    (request,) = aws.requests
+    version_id = aws.s3.head_object(Bucket=BUCKET, Key=KEY)["VersionId"]
+    assert request["sourceRevisions"][0]["revisionValue"] == version_id == result["source_version_id"]
+    assert result["status"] == "started" and result["pipeline_execution_id"] == "exec-1"
+    names, package, archive = read_source(aws, version_id)
+    assert names == {"package.json", *BUNDLE}
+    assert all(archive.read(name).decode() == content for name, content in BUNDLE.items())
+    assert package == {
+        "model_package_arn": EVENT["detail"]["ModelPackageArn"], "model_package_version": 3,
+        "model_package_group": "modelwerk-pump-health", "use_case": "pump-health",
+        "approved_at": "2026-03-02T09:15:04Z", "approval_description": "f1 0.83, better than version 2",
+        "event_id": EVENT["id"]}
+
+
+def test_two_approvals_in_a_row_each_pin_their_own_version(handler_module, aws):
+    expect_start(aws, "exec-3", token=approval(3)["id"])
+    expect_start(aws, "exec-4", token=approval(4)["id"])
+    handler_module.handler(approval(3), FakeContext())
+    handler_module.handler(approval(4), FakeContext())
+    pinned = [r["sourceRevisions"][0]["revisionValue"] for r in aws.requests]
+    assert len(set(pinned)) == 2
+    assert [read_source(aws, v)[1]["model_package_version"] for v in pinned] == [3, 4]
+
+
+@pytest.mark.parametrize("status", ["PendingManualApproval", "Rejected"])
+def test_an_event_that_is_not_an_approval_starts_nothing(handler_module, aws, status):
+    result = handler_module.handler(approval(ModelApprovalStatus=status), FakeContext())
+    assert result == {"status": "ignored", "approval_status": status}
+    assert aws.requests == []
+    assert "Versions" not in aws.s3.list_object_versions(Bucket=BUCKET)
+
+
+@pytest.mark.parametrize("change,message", [
+    pytest.param({"drop": "ModelPackageArn"}, r"lacks \['ModelPackageArn'\]", id="no-arn"),
+    pytest.param({"drop": "ModelApprovalStatus"}, r"lacks \['ModelApprovalStatus'\]", id="no-status"),
+    pytest.param({"drop": "ModelPackageVersion"}, r"lacks \['ModelPackageVersion'\]", id="no-version"),
+    pytest.param({"detail": None}, "has no detail object", id="no-detail"),
+    pytest.param({"set": {"ModelPackageVersion": "three"}}, "'three' is not a version number", id="bad-version"),
+    pytest.param({"set": {"ModelPackageGroupName": "modelwerk-energy-forecast"}},
+                 "promotes 'modelwerk-pump-health' only", id="another-group"),
+])
+def test_an_event_without_what_the_promotion_needs_is_refused_with_the_reason(handler_module, aws, change, message):
+    event = approval()
+    if "drop" in change:
+        del event["detail"][change["drop"]]
+    if "set" in change:
+        event["detail"].update(change["set"])
+    if "detail" in change:
+        event["detail"] = change["detail"]
+    with pytest.raises(handler_module.PromotionSourceError, match=message):
+        handler_module.handler(event, FakeContext())
+    assert aws.requests == []
+
+
+def test_an_unversioned_bucket_is_refused_before_the_pipeline_starts(handler_module, aws):
+    aws.s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Suspended"})
+    with pytest.raises(handler_module.PromotionSourceError, match="must be versioned"):
+        handler_module.handler(approval(), FakeContext())
+    assert aws.requests == []
+
+
+def test_the_archive_is_the_same_bytes_for_the_same_approval(handler_module, tmp_path):
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "staging.template.json").write_text("{}")
+    package = {"model_package_arn": "arn", "model_package_version": 1}
+    assert handler_module.source_archive(package, tmp_path) == handler_module.source_archive(package, tmp_path)
