@@ -11,19 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from cdk_constructs.nag import acknowledge
 from cdk_constructs.permissions import allow
-from cdk_constructs.retraining import alarm_state_change_pattern
-
-DEAD_LETTER_RETENTION = Duration.days(14)
-MAXIMUM_EVENT_AGE = Duration.hours(6)
-MAXIMUM_RETRY_ATTEMPTS = 8
+from cdk_constructs.retraining import admit_rule, alarm_state_change_pattern, dead_letter_queue, delivery
 
 
 @dataclass(frozen=True)
@@ -44,10 +37,7 @@ class AlarmForwarding(Construct):
         super().__init__(scope, construct_id)
         if not props.alarm_arns:
             raise ValueError(f"{self.node.path}: alarm forwarding needs at least one alarm")
-        self.dead_letter_queue = sqs.Queue(self, "DeadLetterQueue", encryption=sqs.QueueEncryption.SQS_MANAGED,
-                                           enforce_ssl=True, retention_period=DEAD_LETTER_RETENTION)
-        acknowledge(self.dead_letter_queue, "AwsSolutions-SQS3",
-                    "This queue is the dead-letter queue of the alarm forwarding rule's target.")
+        self.dead_letter_queue = dead_letter_queue(self, "alarm forwarding")
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("events.amazonaws.com"),
                              description="Forwards the needs-retraining alarms to the training environment's bus")
         allow(self.role, actions=["events:PutEvents"], resources=[props.event_bus_arn])
@@ -58,12 +48,6 @@ class AlarmForwarding(Construct):
             state="ENABLED",
             targets=[events.CfnRule.TargetProperty(
                 id="TrainingEventBus", arn=props.event_bus_arn, role_arn=self.role.role_arn,
-                dead_letter_config=events.CfnRule.DeadLetterConfigProperty(arn=self.dead_letter_queue.queue_arn),
-                retry_policy=events.CfnRule.RetryPolicyProperty(
-                    maximum_event_age_in_seconds=int(MAXIMUM_EVENT_AGE.to_seconds()),
-                    maximum_retry_attempts=MAXIMUM_RETRY_ATTEMPTS))],
+                **delivery(self.dead_letter_queue))],
         )
-        self.dead_letter_queue.add_to_resource_policy(iam.PolicyStatement(
-            sid="RuleDeliversUndeliverableEvents", actions=["sqs:SendMessage"],
-            principals=[iam.ServicePrincipal("events.amazonaws.com")], resources=[self.dead_letter_queue.queue_arn],
-            conditions={"ArnEquals": {"aws:SourceArn": self.rule.attr_arn}}))
+        admit_rule(self.dead_letter_queue, self.rule)

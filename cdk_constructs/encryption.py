@@ -32,25 +32,21 @@ def allow_log_group_encryption(key: kms.IKey) -> None:
 
 def allow_eventbridge_dead_letters(key: kms.IKey) -> None:
     """EventBridge may encrypt undeliverable events into a dead-letter queue under this key, for this account's rules."""
-    stack = Stack.of(key)
-    key.add_to_resource_policy(
-        iam.PolicyStatement(
-            sid="AllowEventBridgeDeadLetters",
-            actions=["kms:Decrypt", "kms:GenerateDataKey"],
-            principals=[iam.ServicePrincipal("events.amazonaws.com")],
-            resources=["*"],
-            conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
-        )
-    )
+    _allow_eventbridge(key, "AllowEventBridgeDeadLetters")
 
 
 def allow_eventbridge_topics(key: kms.IKey) -> None:
     """EventBridge may publish to topics encrypted under this key (and deliver a rule's dead letters into queues
     under it), for this account's rules."""
+    _allow_eventbridge(key, "AllowEventBridgeTopics")
+
+
+def _allow_eventbridge(key: kms.IKey, sid: str) -> None:
+    """The one statement behind both: EventBridge, acting for this account's rules, may use the key for data keys."""
     stack = Stack.of(key)
     key.add_to_resource_policy(
         iam.PolicyStatement(
-            sid="AllowEventBridgeTopics",
+            sid=sid,
             actions=["kms:Decrypt", "kms:GenerateDataKey"],
             principals=[iam.ServicePrincipal("events.amazonaws.com")],
             resources=["*"],

@@ -21,9 +21,33 @@ from cdk_constructs.nag import acknowledge
 from cdk_constructs.permissions import allow
 
 DEAD_LETTER_RETENTION = Duration.days(14)
-#: How long EventBridge retries starting the pipeline (SageMaker throttles or the pipeline is being updated).
+#: How long EventBridge retries a delivery (SageMaker throttles, the pipeline is being updated, the bus is busy).
 MAXIMUM_EVENT_AGE = Duration.hours(6)
 MAXIMUM_RETRY_ATTEMPTS = 8
+
+
+def dead_letter_queue(scope: Construct, rule: str) -> sqs.Queue:
+    """The dead-letter queue (``DeadLetterQueue``) of ``rule``'s target: events it could not deliver wait there."""
+    queue = sqs.Queue(scope, "DeadLetterQueue", encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
+                      retention_period=DEAD_LETTER_RETENTION)
+    acknowledge(queue, "AwsSolutions-SQS3", f"This queue is the dead-letter queue of the {rule} rule's target.")
+    return queue
+
+
+def delivery(queue: sqs.Queue) -> dict:
+    """A rule target's retry policy and dead-letter queue, as ``CfnRule.TargetProperty`` arguments."""
+    return {"dead_letter_config": events.CfnRule.DeadLetterConfigProperty(arn=queue.queue_arn),
+            "retry_policy": events.CfnRule.RetryPolicyProperty(
+                maximum_event_age_in_seconds=int(MAXIMUM_EVENT_AGE.to_seconds()),
+                maximum_retry_attempts=MAXIMUM_RETRY_ATTEMPTS)}
+
+
+def admit_rule(queue: sqs.Queue, rule: events.CfnRule) -> None:
+    """Let EventBridge put ``rule``'s undeliverable events into ``queue``, and nothing else's."""
+    queue.add_to_resource_policy(iam.PolicyStatement(
+        sid="RuleDeliversUndeliverableEvents", actions=["sqs:SendMessage"],
+        principals=[iam.ServicePrincipal("events.amazonaws.com")], resources=[queue.queue_arn],
+        conditions={"ArnEquals": {"aws:SourceArn": rule.attr_arn}}))
 
 
 def alarm_state_change_pattern(alarm_arns: Sequence[str], state: str = "ALARM") -> dict:
@@ -53,10 +77,7 @@ class Retraining(Construct):
         super().__init__(scope, construct_id)
         if not props.alarm_arns:
             raise ValueError(f"{self.node.path}: retraining needs at least one alarm to start from")
-        self.dead_letter_queue = sqs.Queue(self, "DeadLetterQueue", encryption=sqs.QueueEncryption.SQS_MANAGED,
-                                           enforce_ssl=True, retention_period=DEAD_LETTER_RETENTION)
-        acknowledge(self.dead_letter_queue, "AwsSolutions-SQS3",
-                    "This queue is the dead-letter queue of the retraining rule's target.")
+        self.dead_letter_queue = dead_letter_queue(self, "retraining")
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("events.amazonaws.com"),
                              description=f"Starts the {props.use_case} training pipeline when an endpoint needs "
                                          "retraining")
@@ -71,12 +92,6 @@ class Retraining(Construct):
                 sage_maker_pipeline_parameters=events.CfnRule.SageMakerPipelineParametersProperty(
                     pipeline_parameter_list=[events.CfnRule.SageMakerPipelineParameterProperty(
                         name="SnapshotId", value="latest")]),
-                dead_letter_config=events.CfnRule.DeadLetterConfigProperty(arn=self.dead_letter_queue.queue_arn),
-                retry_policy=events.CfnRule.RetryPolicyProperty(
-                    maximum_event_age_in_seconds=int(MAXIMUM_EVENT_AGE.to_seconds()),
-                    maximum_retry_attempts=MAXIMUM_RETRY_ATTEMPTS))],
+                **delivery(self.dead_letter_queue))],
         )
-        self.dead_letter_queue.add_to_resource_policy(iam.PolicyStatement(
-            sid="RuleDeliversUndeliverableEvents", actions=["sqs:SendMessage"],
-            principals=[iam.ServicePrincipal("events.amazonaws.com")], resources=[self.dead_letter_queue.queue_arn],
-            conditions={"ArnEquals": {"aws:SourceArn": self.rule.attr_arn}}))
+        admit_rule(self.dead_letter_queue, self.rule)

@@ -87,7 +87,7 @@ class ModelVersion:
     @property
     def in_prod_history(self) -> bool:
         """Promoted to prod and not rolled back since: prod serves it, or did until a newer version replaced it."""
-        return bool(self.promoted_to_prod_at) and (self.rolled_back_from_prod_at or "") < self.promoted_to_prod_at
+        return _in_prod_history(self.promoted_to_prod_at, self.rolled_back_from_prod_at)
 
     def to_dict(self, detail: bool = False) -> dict[str, Any]:
         """The CLI's JSON of this version: version, arn, approval_status, metrics; with ``detail`` also lineage and
@@ -383,8 +383,20 @@ def prod_version(use_case: str, *, env: str | None = None) -> ModelVersion | Non
     >>> modelwerk.models.prod_version("pump-health") is None  # no version promoted to prod yet
     True
     """
-    candidates = [v for v in versions(use_case, env=env) if v.in_prod_history]
-    return max(candidates, key=lambda v: v.promoted_to_prod_at or "", default=None)
+    reg = registry(use_case, env=env)
+    arns = [s["ModelPackageArn"] for s in _summaries(reg)]
+    with ThreadPoolExecutor(max_workers=_READ_WORKERS) as pool:  # the packages only: no metrics or lineage read
+        packages = list(pool.map(lambda arn: _describe(reg, arn), arns))
+    moments = [(p, p.get("CustomerMetadataProperties") or {}) for p in packages]
+    candidates = [(meta[PROMOTED_TO_PROD_AT], p) for p, meta in moments
+                  if _in_prod_history(meta.get(PROMOTED_TO_PROD_AT), meta.get(ROLLED_BACK_FROM_PROD_AT))]
+    if not candidates:
+        return None
+    return _from_package(use_case, reg, max(candidates, key=lambda c: c[0])[1])
+
+
+def _in_prod_history(promoted_at: str | None, rolled_back_at: str | None) -> bool:
+    return bool(promoted_at) and (rolled_back_at or "") < promoted_at
 
 
 def record_promotion(use_case: str, version: int | str, *, env: str | None = None, **moments: str) -> ModelVersion:

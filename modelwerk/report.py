@@ -44,7 +44,9 @@ def write(use_cases: list[str] | None = None, *, out: Path | str | None = None) 
     for use_case in chosen:
         platform.contract(use_case)  # an unknown use case fails here, naming the known ones
     moment = datetime.now(timezone.utc)
-    sections = [_use_case_section(use_case) for use_case in chosen]
+    deployed = _endpoints()
+    sections = [_use_case_section(use_case, [(env, e) for env, e in deployed if e.use_case == use_case])
+                for use_case in chosen]
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>Modelwerk lifecycle report</title>"
             f"<style>{_STYLE}</style></head><body><h1>Modelwerk lifecycle report</h1>"
             f"<p class='note'>{moment:%Y-%m-%d %H:%M:%S} UTC · use cases: {html.escape(', '.join(chosen))}</p>"
@@ -62,12 +64,11 @@ def reports_dir() -> Path:
     return local._records_dir(local._root(None)) / "reports"
 
 
-def _use_case_section(use_case: str) -> str:
+def _use_case_section(use_case: str, endpoints: list[tuple[str, Any]]) -> str:
     from modelwerk import models
 
     versions = models.versions(use_case)
     parts = [f"<h2>{html.escape(use_case)}</h2>", "<h3>Versions</h3>", _versions_table(versions)]
-    endpoints = _endpoints(use_case)
     parts += ["<h3>Endpoints</h3>", _endpoints_table(endpoints)]
     for env, endpoint in endpoints:
         drift = _latest_drift(env, endpoint.name)
@@ -97,7 +98,8 @@ def _versions_table(versions: list[Any]) -> str:
                                               len(header) - 1})
 
 
-def _endpoints(use_case: str) -> list[tuple[str, Any]]:
+def _endpoints() -> list[tuple[str, Any]]:
+    """Every environment's endpoints, once for the whole report."""
     from modelwerk import endpoints
 
     found = []
@@ -107,7 +109,7 @@ def _endpoints(use_case: str) -> list[tuple[str, Any]]:
         except ModelwerkError as error:  # an environment not deployed (locally: not promoted to yet)
             log.debug("no endpoints of %s in the report: %s", env, error)
             continue
-        found += [(env, e) for e in listed if e.use_case == use_case]
+        found += [(env, e) for e in listed]
     return found
 
 
