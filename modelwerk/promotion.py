@@ -9,7 +9,7 @@ approval — and :func:`promote` runs the same stages against the local staging 
     the use case's staging endpoint serves it (blue/green when one runs already);
 ``quality-gate``
     expected predictions on the use case's ``gate_cases.csv``, the latency budget (the staging endpoint's
-    ``max_latency_ms``; locally at least :data:`LOCAL_LATENCY_BUDGET_MS`) and the response schema, checked by
+    ``max_latency_ms``; locally at least ``LOCAL_LATENCY_FLOOR_MS``) and the response schema, checked by
     :mod:`modelwerk.core.gate` — the code the pipeline's CodeBuild action runs;
 ``approval``
     a person says yes (``approve=True``, or answers ``approve(question)``);
@@ -52,9 +52,6 @@ SUCCEEDED, FAILED, SKIPPED, REJECTED = "Succeeded", "Failed", "Skipped", "Reject
 #: A promotion's outcome: every stage passed; one failed; the approval was withheld (nothing reached prod).
 STOPPED = "Stopped"
 GATE_CASES = "gate_cases.csv"
-#: Locally every fleet, the runtime and whatever else runs share this machine's cores, so the gate allows at least
-#: this p95 (the dev endpoints' latency alarms allow the same); on AWS the budget is the staging endpoint's own.
-LOCAL_LATENCY_BUDGET_MS = 2000
 
 Approve = Callable[[str], bool]
 
@@ -261,6 +258,7 @@ def _deploy(use_case: str, mv: Any, env: str, say: Callable[[str], None]) -> Sta
 def _gate(use_case: str, mv: Any) -> tuple[Stage, dict[str, Any] | None]:
     from modelwerk import endpoints, settings
     from modelwerk.core import gate
+    from modelwerk.local.endpoint_metrics import LOCAL_LATENCY_FLOOR_MS
     from modelwerk.platform import resolve
 
     endpoint = endpoint_settings(use_case, "staging")
@@ -273,7 +271,7 @@ def _gate(use_case: str, mv: Any) -> tuple[Stage, dict[str, Any] | None]:
     except gate.GateError as error:
         return Stage("quality-gate", FAILED, f"{cases_file}: {error}"), None
     platform = resolve("staging")
-    budget = max(endpoint.max_latency_ms, LOCAL_LATENCY_BUDGET_MS) if platform.local else endpoint.max_latency_ms
+    budget = max(endpoint.max_latency_ms, LOCAL_LATENCY_FLOOR_MS) if platform.local else endpoint.max_latency_ms
     client = endpoints.runtime_client(platform)
     result = gate.run(cases, gate.sagemaker_invoke(endpoint.name, client), budget_ms=budget)
     report = result.to_dict()

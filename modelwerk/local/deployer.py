@@ -665,6 +665,7 @@ def _metric_alarm(d: StackDeployer, lid: str, p: dict[str, Any]):
             args[key] = int(args[key])
     if "Threshold" in args:
         args["Threshold"] = float(args["Threshold"])
+        _raise_to_local_latency_floor(args)
     if "Metrics" in args:
         queries = []
         for query in args["Metrics"]:
@@ -677,6 +678,20 @@ def _metric_alarm(d: StackDeployer, lid: str, p: dict[str, Any]):
         args["Metrics"] = queries
     d.client("cloudwatch").put_metric_alarm(**args)
     return name, {"Arn": arn}
+
+
+def _raise_to_local_latency_floor(args: dict[str, Any]) -> None:
+    """A ModelLatency alarm (microseconds) fires locally only above ``LOCAL_LATENCY_FLOOR_MS``: this machine's shared
+    cores, not the version, would otherwise decide a blue/green deployment."""
+    from modelwerk.local.endpoint_metrics import LOCAL_LATENCY_FLOOR_MS, NAMESPACE
+
+    if args.get("Namespace") != NAMESPACE or args.get("MetricName") != "ModelLatency":
+        return
+    floor = LOCAL_LATENCY_FLOOR_MS * 1000.0
+    if args["Threshold"] < floor:
+        log.info("alarm %s: ModelLatency threshold %.0f us raised to %.0f us locally", args["AlarmName"],
+                 args["Threshold"], floor)
+        args["Threshold"] = floor
 
 
 def _composite_alarm(d: StackDeployer, lid: str, p: dict[str, Any]):

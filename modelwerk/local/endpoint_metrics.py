@@ -40,6 +40,10 @@ MAX_PENDING_DATUMS = 50_000
 #: Where the sample log lives under the local records.
 SAMPLES_DIR = Path("local") / "metrics"
 LATENCY_METRICS = ("ModelLatency", "OverheadLatency")
+#: Every local process (fleets, runtimes, Spark, the embedded AWS) shares this machine's cores, so a model latency
+#: judged locally counts as slow only above this: the threshold of deployed ModelLatency alarms and the promotion
+#: gate's budget are at least this locally (the dev endpoints configure it themselves).
+LOCAL_LATENCY_FLOOR_MS = 2000
 _SAMPLE_KEYS = {"namespace", "metric", "dimensions", "timestamp", "values", "counts"}
 
 

@@ -35,16 +35,19 @@ def demo(tmp_path_factory):
 
 
 @pytest.fixture
-def in_process(demo, monkeypatch):
+def in_process(demo):
     """This process's library on the demo's local mode, as a notebook kernel started there would be."""
     from modelwerk import local, platform
 
+    saved = dict(os.environ)  # activate() sets AWS_* itself: all of it goes when the test ends
     for name in [k for k in os.environ if k.startswith("AWS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("MODELWERK_STATE_DIR", demo["env"]["MODELWERK_STATE_DIR"])
+        del os.environ[name]
+    os.environ["MODELWERK_STATE_DIR"] = demo["env"]["MODELWERK_STATE_DIR"]
     platform._resolve_cached.cache_clear()
     local.activate(local.read_state())
     yield demo
+    os.environ.clear()
+    os.environ.update(saved)
     platform._resolve_cached.cache_clear()
 
 

@@ -276,3 +276,18 @@ def test_a_promotion_is_recorded_for_the_library_and_its_approval_rule_kept_out_
     assert gate.via == "api" and "come from a CodePipeline" in gate.attributes["note"]
     [project] = aws.client("codebuild").batch_get_projects(names=["modelwerk-pump-health-promotion-gate"])["projects"]
     assert project["source"]["type"] == "CODEPIPELINE"
+
+
+def test_model_latency_alarms_fire_locally_only_above_the_shared_machines_floor():
+    from modelwerk.local.deployer import _raise_to_local_latency_floor
+
+    strict = {"AlarmName": "pump-health-latency", "Namespace": "AWS/SageMaker", "MetricName": "ModelLatency",
+              "Threshold": 500_000.0}
+    _raise_to_local_latency_floor(strict)
+    assert strict["Threshold"] == 2_000_000.0
+    lenient = {**strict, "Threshold": 3_000_000.0}
+    _raise_to_local_latency_floor(lenient)
+    assert lenient["Threshold"] == 3_000_000.0
+    errors = {**strict, "MetricName": "Invocation5XXErrors", "Threshold": 1.0}
+    _raise_to_local_latency_floor(errors)
+    assert errors["Threshold"] == 1.0
