@@ -3,6 +3,7 @@ examples on the local mode the demo leaves running. One demo run for the module 
 
 from __future__ import annotations
 
+import doctest
 import os
 import re
 import subprocess
@@ -89,6 +90,14 @@ def test_the_lifecycle_report_has_versions_endpoints_and_drift_plots(demo):
         assert f"Drift of {use_case} in prod" in page
     assert page.count("<svg") > 10  # a PSI bar per feature and a plot per drifted feature
     assert "PendingManualApproval" in page and "serving or served" in page
+
+
+def test_the_promotion_examples_run_on_the_demos_state(in_process):
+    import modelwerk
+    from modelwerk import promotion
+
+    results = doctest.testmod(promotion, globs={"modelwerk": modelwerk}, optionflags=doctest.ELLIPSIS)
+    assert results.attempted >= 5 and results.failed == 0
 
 
 def test_the_quickstart_notebook_runs(in_process):
