@@ -13,7 +13,9 @@ gated and decided on in turn) then runs:
 3. QualityGate: CodeBuild runs ``python -m modelwerk.core.gate`` against the staging endpoint through staging's gate
    role, writes the report to the promotion bucket and exports a one-line summary and the report's link.
 4. ManualApproval: the approvals topic gets the summary and the link; a person approves or rejects.
-5. DeployProd: the same stack into prod, whose blue/green deployment policy shifts traffic and rolls back on alarms.
+5. DeployProd: the same stack into prod, whose blue/green deployment policy shifts traffic and rolls back on alarms;
+   then the record function (``lambdas/promotion_record``) marks the version as promoted to prod in the registry,
+   from the pipeline variable ``ModelPackageArn`` the source function set when it started the execution.
 
 The bundle travels in the source function's code asset, assembled at synth: the staging and prod endpoint templates
 (synthesized by the caller) with the stack tags ``cdk deploy`` would give them (template configuration files),
@@ -57,6 +59,9 @@ from modelwerk import naming
 
 STATE_CHANGE = "SageMaker Model Package State Change"
 HANDLER = "handler.handler"
+#: The pipeline variable that carries the promoted version's ARN (set by the source function at start).
+ARN_VARIABLE = "ModelPackageArn"
+RECORD_ACTION = "RecordInRegistry"
 #: Stage names, in order, and the source action the function pins each execution's object version on.
 STAGES = ("Source", "DeployStaging", "QualityGate", "ManualApproval", "DeployProd")
 SOURCE_ACTION = "PackageVersion"
@@ -156,7 +161,8 @@ class PromotionPipelineProps:
     model_package_parameter: str = "ModelPackageArn"
     log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR
     destroy_on_removal: bool = False
-    source_timeout: Duration = field(default_factory=lambda: Duration.minutes(1))
+    source_timeout: Duration = field(default_factory=lambda: Duration.minutes(2))
+    record_timeout: Duration = field(default_factory=lambda: Duration.seconds(30))
 
 
 def gate_buildspec(requirements: Sequence[str]) -> dict[str, Any]:
@@ -195,8 +201,8 @@ def gate_buildspec(requirements: Sequence[str]) -> dict[str, Any]:
 
 class PromotionPipeline(Construct):
     """Attributes: ``pipeline``, ``pipeline_role``, ``source_function``, ``source_role``, ``source_log_group``,
-    ``approval_rule``, ``dead_letter_queue``, ``gate_project``, ``gate_role``, ``gate_log_group``,
-    ``artifact_store`` (the bucket as the pipeline sees it).
+    ``record_function``, ``record_role``, ``record_log_group``, ``approval_rule``, ``dead_letter_queue``,
+    ``gate_project``, ``gate_role``, ``gate_log_group``, ``artifact_store`` (the bucket as the pipeline sees it).
 
     artifact_bucket, artifact_key: the promotion artifact store (``PromotionArtifacts``). approval_topic: where the
     approval action asks. key: encrypts the log groups and the dead-letter queue, and the topic's messages.
@@ -241,7 +247,12 @@ class PromotionPipeline(Construct):
         self.gate_project.node.add_dependency(self.gate_role)
         self._gate_permissions(props)
 
+        # -- the record function (the pipeline's last action) -------------------------------------------------
+        self._record_function(props, key, removal)
+
         # -- the pipeline -------------------------------------------------------------------------------------
+        package_arn = codepipeline.Variable(variable_name=ARN_VARIABLE,
+                                            description="The promoted version's model package ARN (set at start)")
         self.pipeline_role = iam.Role(self, "PipelineRole",
                                       role_name=naming.promotion_pipeline_role_name(project, use_case),
                                       assumed_by=iam.ServicePrincipal("codepipeline.amazonaws.com"),
@@ -272,6 +283,7 @@ class PromotionPipeline(Construct):
             role=self.pipeline_role.without_policy_updates(),
             use_pipeline_role_for_actions=True,
             restart_execution_on_update=False,
+            variables=[package_arn],
             stages=[
                 codepipeline.StageProps(stage_name=STAGES[0], actions=[cpactions.S3SourceAction(
                     action_name=SOURCE_ACTION, bucket=self.artifact_store, bucket_key=source_key,
@@ -284,7 +296,11 @@ class PromotionPipeline(Construct):
                     additional_information=(f"Promote {use_case} to {props.prod.env_name}? Gate on "
                                             f"{props.staging.env_name}: {gate_action.variable('GATE_SUMMARY')}"),
                     external_entity_link=gate_action.variable("GATE_REPORT_URL"))]),
-                codepipeline.StageProps(stage_name=STAGES[4], actions=[self._deploy(props.prod, package, props)]),
+                codepipeline.StageProps(stage_name=STAGES[4], actions=[
+                    self._deploy(props.prod, package, props),
+                    cpactions.LambdaInvokeAction(action_name=RECORD_ACTION, lambda_=self.record_function,
+                                                 user_parameters={"model_package_arn": package_arn.reference()},
+                                                 run_order=2)]),
             ],
         )
         self.pipeline.node.add_dependency(self.pipeline_role)
@@ -345,7 +361,7 @@ class PromotionPipeline(Construct):
             targets=[targets.LambdaFunction(self.source_function, dead_letter_queue=self.dead_letter_queue,
                                             retry_attempts=4, max_event_age=Duration.hours(6))],
         )
-        self._source_permissions(artifact_bucket, artifact_key, key, source_key)
+        self._source_permissions(artifact_bucket, artifact_key, key, source_key, props.group_name)
 
     def _deploy(self, target: PromotionTarget, package: codepipeline.Artifact,
                 props: PromotionPipelineProps) -> cpactions.CloudFormationCreateUpdateStackAction:
@@ -392,14 +408,63 @@ class PromotionPipeline(Construct):
         allow(role, actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn])
         allow(role, actions=["sts:AssumeRole"],
               resources=sorted({props.staging.action_role_arn, props.prod.action_role_arn}))
+        allow(role, actions=["lambda:InvokeFunction"], resources=[self.record_function.function_arn])
 
-    def _source_permissions(self, bucket: s3.IBucket, artifact_key: kms.IKey, key: kms.IKey, source_key: str) -> None:
+    def _record_function(self, props: PromotionPipelineProps, key: kms.IKey, removal: RemovalPolicy) -> None:
+        """The function that marks the version prod now serves, on the use case's group only."""
+        function_name = naming.promotion_record_function_name(props.project, props.use_case)
+        self.record_log_group = logs.LogGroup(self, "RecordLogs", log_group_name=f"/aws/lambda/{function_name}",
+                                              encryption_key=key, retention=props.log_retention,
+                                              removal_policy=removal)
+        self.record_role = iam.Role(self, "RecordRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                                    description=f"Marks the {props.use_case} version prod serves in the registry")
+        self.record_function = lambda_.Function(
+            self,
+            "Record",
+            function_name=function_name,
+            description=f"Marks the {props.use_case} version the promotion deployed to prod in the registry",
+            runtime=PYTHON_RUNTIME,
+            architecture=lambda_.Architecture.X86_64,
+            handler=HANDLER,
+            code=lambda_.Code.from_asset(str(props.source_root / "lambdas" / "promotion_record"),
+                                         bundling=_with_marks(props, "promotion_record").options()),
+            layers=[lambda_.LayerVersion.from_layer_version_arn(self, "RecordPowertoolsLayer",
+                                                                powertools_arn(Stack.of(self).region))],
+            memory_size=256,
+            timeout=props.record_timeout,
+            # The role is complete as written below: the invoke action's own grant (job results on "*") stays off.
+            role=self.record_role.without_policy_updates(),
+            log_group=self.record_log_group,
+            environment={"MODEL_PACKAGE_GROUP": props.group_name, "POWERTOOLS_SERVICE_NAME": "promotion-record"},
+        )
+        self.record_function.node.add_dependency(self.record_role)
+        acknowledge(self.record_function, "AwsSolutions-L1",
+                    "Pinned to python3.12: the Powertools layer it runs on is published for it; the runtime moves "
+                    "together with that layer (cdk_constructs/lambda_layers.py).")
+        role = self.record_role
+        allow(role, actions=LOG_WRITE, resources=[self.record_log_group.log_group_arn],
+              wildcard_reason="Lambda writes one log stream per execution environment into the function's log group.")
+        allow(role, actions=["sagemaker:DescribeModelPackage", "sagemaker:UpdateModelPackage"],
+              resources=[_group_packages(self, props.group_name)],
+              wildcard_reason="Any version of the use case's own group: the pipeline promotes each in turn.")
+        allow(role, actions=["codepipeline:PutJobSuccessResult", "codepipeline:PutJobFailureResult"], resources=["*"],
+              wildcard_reason="CodePipeline's job result actions support no resource-level permission; the job id "
+                              "the function answers comes with the invocation.")
+
+    def _source_permissions(self, bucket: s3.IBucket, artifact_key: kms.IKey, key: kms.IKey, source_key: str,
+                            group_name: str) -> None:
         role = self.source_role
         allow(role, actions=LOG_WRITE, resources=[self.source_log_group.log_group_arn],
               wildcard_reason="Lambda writes one log stream per execution environment into the function's log group.")
         allow(role, actions=["s3:PutObject"], resources=[bucket.arn_for_objects(source_key)])
         allow(role, actions=["kms:GenerateDataKey"], resources=[artifact_key.key_arn])
         allow(role, actions=["codepipeline:StartPipelineExecution"], resources=[self.pipeline.pipeline_arn])
+        allow(role, actions=["sagemaker:DescribeModelPackage"], resources=[_group_packages(self, group_name)],
+              wildcard_reason="Any version of the use case's own group: the function reads which approved version "
+                              "prod serves, so it does not promote that one again.")
+        allow(role, actions=["sagemaker:ListModelPackages"], resources=["*"],
+              wildcard_reason="ListModelPackages supports no resource-level permission; the function lists its own "
+                              "group's versions (the group is its configuration).")
         # sqs:SendMessage on the dead-letter queue comes with the function's dead_letter_queue; the queue's key:
         allow(role, actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn])
 
@@ -420,6 +485,19 @@ def _check(props: PromotionPipelineProps, region: str) -> None:
         raise ValueError(f"promotion of {props.use_case}: " + "; ".join(problems))
 
 
+def _group_packages(scope: Construct, group_name: str) -> str:
+    stack = Stack.of(scope)
+    return f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}:model-package/{group_name}/*"
+
+
+def _with_marks(props: PromotionPipelineProps, function: str) -> LocalBundle:
+    """A function's folder plus the registry marks it shares with the library (``modelwerk/core/promotion_marks``)."""
+    core = props.source_root / "modelwerk" / "core"
+    return LocalBundle(copies=[Copy(props.source_root / "lambdas" / function),
+                               Copy(core / "__init__.py", "modelwerk/core/__init__.py"),
+                               Copy(core / "promotion_marks.py", "modelwerk/core/promotion_marks.py")])
+
+
 def _bundle(props: PromotionPipelineProps) -> LocalBundle:
     """The function's asset: its handler, and under ``bundle/`` what the pipeline's stages read from the source."""
     core = props.source_root / "modelwerk" / "core"
@@ -430,7 +508,7 @@ def _bundle(props: PromotionPipelineProps) -> LocalBundle:
                                                                             indent=1) + "\n"
     return LocalBundle(
         copies=[
-            Copy(props.source_root / "lambdas" / "promotion_source"),
+            *_with_marks(props, "promotion_source").copies,
             Copy(core / "__init__.py", f"bundle/{GATE_FOLDER}/modelwerk/core/__init__.py"),
             Copy(core / "gate.py", f"bundle/{GATE_FOLDER}/modelwerk/core/gate.py"),
             Copy(props.gate_cases, f"bundle/{GATE_CASES_FILE}"),

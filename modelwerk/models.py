@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 from modelwerk import naming
+from modelwerk.core import promotion_marks
 from modelwerk.errors import ConfigurationError, NotFoundError, ValidationError
 
 log = logging.getLogger("modelwerk")
@@ -42,8 +43,8 @@ APPROVED = "Approved"
 REJECTED = "Rejected"
 PENDING = "PendingManualApproval"
 #: Keys of a version's CustomerMetadataProperties that record its way through prod.
-PROMOTED_TO_PROD_AT = "promoted_to_prod_at"
-ROLLED_BACK_FROM_PROD_AT = "rolled_back_from_prod_at"
+PROMOTED_TO_PROD_AT = promotion_marks.PROMOTED_TO_PROD_AT
+ROLLED_BACK_FROM_PROD_AT = promotion_marks.ROLLED_BACK_FROM_PROD_AT
 #: The EventBridge detail-type SageMaker gives a model package's state change.
 STATE_CHANGE = "SageMaker Model Package State Change"
 #: What the state change event's ``detail`` carries of a package (AWS documents the event with these fields).
@@ -87,7 +88,8 @@ class ModelVersion:
     @property
     def in_prod_history(self) -> bool:
         """Promoted to prod and not rolled back since: prod serves it, or did until a newer version replaced it."""
-        return _in_prod_history(self.promoted_to_prod_at, self.rolled_back_from_prod_at)
+        return promotion_marks.in_prod({PROMOTED_TO_PROD_AT: self.promoted_to_prod_at,
+                                        ROLLED_BACK_FROM_PROD_AT: self.rolled_back_from_prod_at})
 
     def to_dict(self, detail: bool = False) -> dict[str, Any]:
         """The CLI's JSON of this version: version, arn, approval_status, metrics; with ``detail`` also lineage and
@@ -387,37 +389,21 @@ def prod_version(use_case: str, *, env: str | None = None) -> ModelVersion | Non
     arns = [s["ModelPackageArn"] for s in _summaries(reg)]
     with ThreadPoolExecutor(max_workers=_READ_WORKERS) as pool:  # the packages only: no metrics or lineage read
         packages = list(pool.map(lambda arn: _describe(reg, arn), arns))
-    moments = [(p, p.get("CustomerMetadataProperties") or {}) for p in packages]
-    candidates = [(meta[PROMOTED_TO_PROD_AT], p) for p, meta in moments
-                  if _in_prod_history(meta.get(PROMOTED_TO_PROD_AT), meta.get(ROLLED_BACK_FROM_PROD_AT))]
-    if not candidates:
-        return None
-    return _from_package(use_case, reg, max(candidates, key=lambda c: c[0])[1])
+    serving = promotion_marks.serving(packages)
+    return None if serving is None else _from_package(use_case, reg, dict(serving))
 
 
-def _in_prod_history(promoted_at: str | None, rolled_back_at: str | None) -> bool:
-    return bool(promoted_at) and (rolled_back_at or "") < promoted_at
-
-
-def record_promotion(use_case: str, version: int | str, *, env: str | None = None, **moments: str) -> ModelVersion:
-    """Keep ``moments`` (``promoted_to_prod_at=...``, ``rolled_back_from_prod_at=...``) with the version in the
-    registry, where every environment reads them."""
-    unknown = set(moments) - {PROMOTED_TO_PROD_AT, ROLLED_BACK_FROM_PROD_AT}
-    if unknown:
-        raise ValidationError(f"record_promotion keeps {PROMOTED_TO_PROD_AT} and {ROLLED_BACK_FROM_PROD_AT}, "
-                              f"not {sorted(unknown)}")
+def record_promotion(use_case: str, version: int | str, *, env: str | None = None, **marks: str) -> ModelVersion:
+    """Keep ``marks`` (``promoted_to_prod_at=...``, ``rolled_back_from_prod_at=...``) with the version in the
+    registry, where every environment reads them (:mod:`modelwerk.core.promotion_marks`, which the promotion
+    pipeline's last action runs on AWS)."""
     reg = registry(use_case, env=env)
     arn = _find_arn(use_case, reg, version)
-    package = _describe(reg, arn)
-    update: dict[str, Any] = {"ModelPackageArn": arn,
-                              "CustomerMetadataProperties": {**(package.get("CustomerMetadataProperties") or {}),
-                                                             **moments}}
-    if reg.session is not None:  # the embedded AWS's UpdateModelPackage resets what it is not given; AWS keeps it
-        update["ModelApprovalStatus"] = package.get("ModelApprovalStatus") or PENDING
-        if package.get("ApprovalDescription") is not None:
-            update["ApprovalDescription"] = package["ApprovalDescription"]
-    reg.sagemaker.update_model_package(**update)
-    return _from_package(use_case, reg, _describe(reg, arn))
+    try:  # the embedded AWS's UpdateModelPackage resets what it is not given; AWS keeps it
+        package = promotion_marks.record(reg.sagemaker, arn, resend_approval=reg.session is not None, **marks)
+    except promotion_marks.MarkError as error:
+        raise ValidationError(f"record_promotion: {error}") from None
+    return _from_package(use_case, reg, package)
 
 
 def _plain(value: Any) -> Any:

@@ -186,6 +186,11 @@ def promotion_source_function_name(project: str, use_case: str) -> str:
     return f"{project}-{use_case}-promotion-source"
 
 
+def promotion_record_function_name(project: str, use_case: str) -> str:
+    """The pipeline's last action: marks the version prod now serves in the registry."""
+    return f"{project}-{use_case}-promotion-record"
+
+
 def promotion_source_key(use_case: str) -> str:
     """The pipeline's source object in the promotion bucket; each approval writes a new version of it."""
     return f"promotion/{use_case}/source.zip"

@@ -39,9 +39,9 @@ import html
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Callable
 
+from modelwerk.core.promotion_marks import now as _now
 from modelwerk.errors import ConfigurationError, ModelwerkError, NotFoundError, ValidationError
 
 log = logging.getLogger("modelwerk")
@@ -298,7 +298,3 @@ def _local_environment(env: str, say: Callable[[str], None]) -> None:
     from modelwerk import local
 
     local.deploy_environment(env, progress=say)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")

@@ -23,8 +23,9 @@ from modelwerk.settings import EnvironmentConfig, PlatformConfig
 
 
 class MonitoringStack(Stack):
-    """Attributes: ``monitor`` (``DriftMonitor``), ``topic``, ``alarms`` (endpoint -> ``MonitoringAlarms``),
-    ``retraining`` (use case -> ``Retraining``), ``bus_access`` and ``forwarding`` (or None).
+    """Attributes: ``monitor`` (``DriftMonitor``), ``topic``, ``parameters`` (None without single-model endpoints),
+    ``alarms`` (endpoint -> ``MonitoringAlarms``), ``retraining`` (use case -> ``Retraining``), ``bus_access`` and
+    ``forwarding`` (or None).
 
     Single-model endpoints are monitored; a multi-model endpoint serves many versions, each with its own baseline,
     and is not compared as a whole. A training environment starts each use case's pipeline on its own composite
@@ -39,35 +40,43 @@ class MonitoringStack(Stack):
         project, env, registry = config.project, environment.name, config.registry
         monitored = {name: e for name, e in environment.endpoints.items() if not e.multi_model}
         settings = {name: config.use_case(e.use_case).monitoring for name, e in monitored.items()}
-        self.monitor = DriftMonitor(
-            self, "DriftMonitor",
-            props=DriftMonitorProps(
-                project=project, env_name=env, source_root=config.root,
-                endpoints={name: (s.schedule, s.window_minutes) for name, s in settings.items()},
-                serving_bucket_name=serving_bucket_name, serving_key_arn=serving_key_arn,
-                registry_account=registry.account,
-                artifact_bucket_name=naming.bucket_name(project, registry.name, "model-artifacts", registry.account,
-                                                        registry.region),
-                artifact_key_alias=f"alias/{project}/{registry.name}/model-artifacts",
-                group_names=tuple(sorted({naming.model_package_group_name(project, e.use_case)
-                                          for e in monitored.values()})),
-                destroy_on_removal=environment.destroy_on_removal),
-            vpc=vpc, security_group=workload_security_group)
-        key = self.monitor.key
-        key.add_to_resource_policy(iam.PolicyStatement(
-            sid="AllowCloudWatchAlarmsToNotify", actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")], resources=["*"],
-            conditions={"StringEquals": {"aws:SourceAccount": self.account}}))
-        self.topic = sns.Topic(self, "OnCall", topic_name=f"{project}-{env}-on-call", master_key=key,
-                               enforce_ssl=True, display_name=f"{project} {env} model monitoring")
+        self.monitor: DriftMonitor | None = None
+        self.topic: sns.Topic | None = None
         self.alarms: dict[str, MonitoringAlarms] = {}
-        for name, endpoint in sorted(monitored.items()):
-            s = settings[name]
-            self.alarms[name] = MonitoringAlarms(
-                self, f"{pascal(name)}Monitoring",
-                props=MonitoringAlarmsProps(endpoint_name=name, window_minutes=s.window_minutes, max_psi=s.max_psi,
-                                            drift_periods=s.drift_periods, no_data=s.no_data, quality=s.quality),
-                topic=self.topic)
+        self.parameters: PlatformParameters | None = None
+        if monitored:
+            self.monitor = DriftMonitor(
+                self, "DriftMonitor",
+                props=DriftMonitorProps(
+                    project=project, env_name=env, source_root=config.root,
+                    endpoints={name: (s.schedule, s.window_minutes) for name, s in settings.items()},
+                    serving_bucket_name=serving_bucket_name, serving_key_arn=serving_key_arn,
+                    registry_account=registry.account,
+                    artifact_bucket_name=naming.bucket_name(project, registry.name, "model-artifacts", registry.account,
+                                                            registry.region),
+                    artifact_key_alias=f"alias/{project}/{registry.name}/model-artifacts",
+                    group_names=tuple(sorted({naming.model_package_group_name(project, e.use_case)
+                                              for e in monitored.values()})),
+                    destroy_on_removal=environment.destroy_on_removal),
+                vpc=vpc, security_group=workload_security_group)
+            key = self.monitor.key
+            key.add_to_resource_policy(iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsToNotify", actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")], resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": self.account}}))
+            self.topic = sns.Topic(self, "OnCall", topic_name=f"{project}-{env}-on-call", master_key=key,
+                                   enforce_ssl=True, display_name=f"{project} {env} model monitoring")
+            for name, endpoint in sorted(monitored.items()):
+                s = settings[name]
+                self.alarms[name] = MonitoringAlarms(
+                    self, f"{pascal(name)}Monitoring",
+                    props=MonitoringAlarmsProps(endpoint_name=name, window_minutes=s.window_minutes, max_psi=s.max_psi,
+                                                drift_periods=s.drift_periods, no_data=s.no_data, quality=s.quality),
+                    topic=self.topic)
+            self.parameters = PlatformParameters(
+                self, "Parameters", prefix=naming.ssm_prefix(project, env),
+                values={"monitoring/topic-arn": self.topic.topic_arn,
+                        "monitoring/function-name": self.monitor.function.function_name})
         self.retraining: dict[str, Retraining] = {}
         self.bus_access: AlarmBusAccess | None = None
         self.forwarding: AlarmForwarding | None = None
@@ -94,10 +103,6 @@ class MonitoringStack(Stack):
                     alarm_arns=tuple(a.composite.alarm_arn for _, a in sorted(self.alarms.items())),
                     event_bus_arn=self.format_arn(service="events", resource="event-bus", resource_name="default",
                                                   account=training.account, region=training.region)))
-        self.parameters = PlatformParameters(
-            self, "Parameters", prefix=naming.ssm_prefix(project, env),
-            values={"monitoring/topic-arn": self.topic.topic_arn,
-                    "monitoring/function-name": self.monitor.function.function_name})
 
     def _composite_arn(self, env: str, source: EnvironmentConfig, endpoint: str) -> str:
         """An endpoint's composite alarm: this stack's own (a reference), or another account's (by name)."""

@@ -170,7 +170,9 @@ class WorkloadStage(Stage):
                 description=f"{config.project} {environment.name}: training pipelines registering into the registry",
             )
         self.monitoring = None
-        if any(not e.multi_model for e in environment.endpoints.values()):
+        # Its own single-model endpoints are monitored here; a training environment also receives the alarms of the
+        # environments that retrain in it, even when it serves no single-model endpoint itself.
+        if any(not e.multi_model for e in environment.endpoints.values()) or config.retraining_alarms(environment.name):
             self.monitoring = MonitoringStack(
                 self,
                 "Monitoring",

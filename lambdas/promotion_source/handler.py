@@ -6,8 +6,14 @@ The function writes ``source.zip`` to the promotion bucket: ``package.json`` (th
 case and when it was approved) plus the bundle the synth put next to this file (``bundle/``: the staging and prod
 endpoint templates, the gate and the use case's ``gate_cases.csv``, the gate's buildspec). It then starts the
 pipeline on exactly the object version it wrote (CodePipeline V2 source revision override), so two approvals in a
-row never mix: each execution deploys and gates the version its own event named. The event's id is the start
-request's client token, so CodePipeline recognises a redelivered event's request as a repeat.
+row never mix: each execution deploys and gates the version its own event named; the version's ARN also goes in as
+the pipeline variable ``ModelPackageArn``, which the last action (``lambdas/promotion_record``) marks in the registry.
+
+SageMaker may send several events for one state change, and sends one for every change of a version (the record
+action's mark among them). The start request's client token is the version and its last modification time, so
+CodePipeline recognises a repeated event of one approval. The function reads the group's approved versions from the
+registry first: a version no longer approved, or the one prod serves (promoted last and not rolled back,
+:mod:`modelwerk.core.promotion_marks`), is not promoted again; an earlier version approved anew is (a rollback).
 
 Environment: ``SOURCE_BUCKET``, ``SOURCE_KEY``, ``PIPELINE_NAME``, ``SOURCE_ACTION`` (the pipeline's S3 source
 action), ``USE_CASE``, ``MODEL_PACKAGE_GROUP`` (the group whose events it accepts), ``BUNDLE_DIR`` (optional; default
@@ -22,6 +28,7 @@ import json
 import os
 import re
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,14 +38,20 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from modelwerk.core import promotion_marks
+
 logger = Logger(service="promotion-source")
 
 APPROVED = "Approved"
 PACKAGE_FILE = "package.json"
+#: The pipeline variable the record action reads the version from.
+ARN_VARIABLE = "ModelPackageArn"
 #: What an approval event must carry to be promoted.
 REQUIRED_FIELDS = ("ModelApprovalStatus", "ModelPackageArn", "ModelPackageGroupName", "ModelPackageVersion")
 #: CodePipeline's clientRequestToken: letters, digits and hyphens, at most 128.
 _TOKEN = re.compile(r"^[a-zA-Z0-9-]{1,128}$")
+#: How many versions are described at once.
+_READ_WORKERS = 8
 #: Zip entries carry a fixed time: the archive's bytes follow only from its content.
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -126,7 +139,29 @@ def source_archive(package: dict[str, Any], bundle_dir: Path) -> bytes:
     return buffer.getvalue()
 
 
-def promote(event: dict[str, Any], settings: Settings, *, s3: Any, codepipeline: Any) -> dict[str, Any]:
+def approved_packages(sagemaker: Any, group: str) -> dict[str, dict[str, Any]]:
+    """The group's approved versions as the registry describes them now (ARN -> package): an event may be late, and
+    which one prod serves follows from all of their marks."""
+    arns = [summary["ModelPackageArn"]
+            for page in sagemaker.get_paginator("list_model_packages").paginate(ModelPackageGroupName=group)
+            for summary in page["ModelPackageSummaryList"] if summary.get("ModelApprovalStatus") == APPROVED]
+    with ThreadPoolExecutor(max_workers=_READ_WORKERS) as pool:
+        packages = list(pool.map(lambda arn: sagemaker.describe_model_package(ModelPackageName=arn), arns))
+    return {p["ModelPackageArn"]: p for p in packages if p.get("ModelApprovalStatus") == APPROVED}
+
+
+def client_token(event: dict[str, Any], package: dict[str, Any]) -> str | None:
+    """One token per state change of a version: its number and last modification time (the event id when the
+    detail has no time), so the repeated events of one approval start one execution."""
+    modified = (event.get("detail") or {}).get("LastModifiedTime")
+    if isinstance(modified, (int, float)) and not isinstance(modified, bool):
+        return f"v{package['model_package_version']}-{int(modified)}"
+    event_id = event.get("id")
+    return event_id if isinstance(event_id, str) and _TOKEN.match(event_id) else None
+
+
+def promote(event: dict[str, Any], settings: Settings, *, s3: Any, codepipeline: Any,
+            sagemaker: Any) -> dict[str, Any]:
     """Write the source object of an approval and start the pipeline on that object version."""
     package = package_document(event, settings)
     if package is None:
@@ -134,6 +169,14 @@ def promote(event: dict[str, Any], settings: Settings, *, s3: Any, codepipeline:
         logger.info("not an approval: nothing to promote", extra={"approval_status": status})
         return {"status": "ignored", "approval_status": status}
     logger.append_keys(model_package_arn=package["model_package_arn"])
+    approved = approved_packages(sagemaker, settings.group)
+    if package["model_package_arn"] not in approved:
+        logger.info("no longer approved: nothing to promote")
+        return {"status": "ignored", "approval_status": "no longer Approved"}
+    serving = promotion_marks.serving(approved.values())
+    if serving is not None and serving["ModelPackageArn"] == package["model_package_arn"]:
+        logger.info("prod serves this version already: nothing to promote")
+        return {"status": "ignored", "approval_status": APPROVED, "reason": "prod serves it already"}
     written = s3.put_object(Bucket=settings.bucket, Key=settings.key, Body=source_archive(package, settings.bundle_dir),
                             ContentType="application/zip")
     version_id = written.get("VersionId")
@@ -144,9 +187,11 @@ def promote(event: dict[str, Any], settings: Settings, *, s3: Any, codepipeline:
         "name": settings.pipeline,
         "sourceRevisions": [{"actionName": settings.source_action, "revisionType": "S3_OBJECT_VERSION_ID",
                              "revisionValue": version_id}],
+        "variables": [{"name": ARN_VARIABLE, "value": package["model_package_arn"]}],
     }
-    if isinstance(event.get("id"), str) and _TOKEN.match(event["id"]):
-        request["clientRequestToken"] = event["id"]
+    token = client_token(event, package)
+    if token:
+        request["clientRequestToken"] = token
     execution = codepipeline.start_pipeline_execution(**request)["pipelineExecutionId"]
     logger.info("promotion started", extra={"pipeline": settings.pipeline, "execution_id": execution,
                                             "source_version_id": version_id})
@@ -160,4 +205,4 @@ def promote(event: dict[str, Any], settings: Settings, *, s3: Any, codepipeline:
 @event_source(data_class=EventBridgeEvent)
 def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     return promote(event.raw_event, Settings.from_environment(), s3=boto3.client("s3"),
-                   codepipeline=boto3.client("codepipeline"))
+                   codepipeline=boto3.client("codepipeline"), sagemaker=boto3.client("sagemaker"))

@@ -3,11 +3,18 @@ alarms of every single-model endpoint, the on-call topic, and retraining where t
 
 from __future__ import annotations
 
+import copy
 import json
+from pathlib import Path
 
 import pytest
+from aws_cdk import App
+from aws_cdk.assertions import Template
 
-from modelwerk import naming
+from modelwerk import naming, settings
+from stacks.stages import WorkloadStage
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 
@@ -212,3 +219,21 @@ def test_only_environments_with_single_model_endpoints_get_a_monitoring_stack(sy
                                                                                           "StagingMonitoring",
                                                                                           "ProdMonitoring"))}
     assert any(n.startswith("ProdMonitoring") for n in names)
+
+
+def test_a_training_environment_without_its_own_endpoints_still_retrains_on_forwarded_alarms(tmp_path):
+    """dev serves only the multi-model fleet (no drift monitor of its own); staging's and prod's alarms still need
+    dev's retraining rules and the bus policy that admits them."""
+    context = copy.deepcopy(json.loads((ROOT / "cdk.json").read_text(encoding="utf-8"))["context"])
+    dev_endpoints = context[settings.ENVIRONMENTS_KEY]["dev"]["endpoints"]
+    context[settings.ENVIRONMENTS_KEY]["dev"]["endpoints"] = {
+        name: e for name, e in dev_endpoints.items() if e.get("multi_model")}
+    config = settings.parse_context(context, ROOT)
+    app = App(context=context, outdir=str(tmp_path))
+    stage = WorkloadStage(app, "Dev", config=config, environment=config.environment("dev"))
+    assert stage.monitoring is not None
+    template = Template.from_stack(stage.monitoring)
+    assert template.find_resources("AWS::Events::EventBusPolicy")
+    rules = [r["Properties"] for r in template.find_resources("AWS::Events::Rule").values()
+             if "aws.cloudwatch" in json.dumps(r["Properties"].get("EventPattern", {}))]
+    assert {u for r in rules for u in config.use_cases if u in json.dumps(r)} == {"pump-health", "energy-forecast"}

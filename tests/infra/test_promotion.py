@@ -156,8 +156,39 @@ def test_stages_run_in_order_with_their_action_types(promotion, config, use_case
     assert [s["Name"] for s in properties["Stages"]] == list(STAGES)
     assert [(a["ActionTypeId"]["Category"], a["ActionTypeId"]["Provider"]) for a in
             stage_actions(properties).values()] == ACTION_TYPES
-    assert all(len(stage["Actions"]) == 1 for stage in properties["Stages"])
+    assert [len(stage["Actions"]) for stage in properties["Stages"]] == [1, 1, 1, 1, 2]
     assert (properties["PipelineType"], properties["ExecutionMode"]) == ("V2", "QUEUED")
+
+
+@pytest.mark.parametrize("use_case", ["pump-health", "energy-forecast"])
+def test_after_prods_deploy_the_record_function_marks_the_started_version_in_the_registry(
+        promotion, config, use_case):
+    properties = pipeline(promotion, config, use_case)
+    assert [v["Name"] for v in properties["Variables"]] == ["ModelPackageArn"]
+    deploy, record = sorted(properties["Stages"][-1]["Actions"], key=lambda a: a["RunOrder"])
+    assert (deploy["ActionTypeId"]["Provider"], deploy["RunOrder"]) == ("CloudFormation", 1)
+    assert (record["ActionTypeId"]["Category"], record["ActionTypeId"]["Provider"]) == ("Invoke", "Lambda")
+    assert (record["Name"], record["RunOrder"]) == ("RecordInRegistry", 2)
+    assert json.loads(record["Configuration"]["UserParameters"]) == {
+        "model_package_arn": "#{variables.ModelPackageArn}"}
+    function = promotion.find_resources("AWS::Lambda::Function")[logical_id(record["Configuration"]["FunctionName"])]
+    group = naming.model_package_group_name(config.project, use_case)
+    assert function["Properties"]["FunctionName"] == naming.promotion_record_function_name(config.project, use_case)
+    assert function["Properties"]["Environment"]["Variables"]["MODEL_PACKAGE_GROUP"] == group
+    statements = attached_statements(promotion, logical_id(function["Properties"]["Role"]))
+    registry = config.environment("registry")
+    writes = [s for s in statements if "sagemaker:UpdateModelPackage" in s["Action"]]
+    assert [json.dumps(s["Resource"]) for s in writes] == [json.dumps({"Fn::Join": ["", [
+        "arn:", {"Ref": "AWS::Partition"},
+        f":sagemaker:{registry.region}:{registry.account}:model-package/{group}/*"]]})]
+    everywhere = [s for s in statements if s["Resource"] == "*"]
+    assert [sorted(s["Action"]) for s in everywhere] == [["codepipeline:PutJobFailureResult",
+                                                           "codepipeline:PutJobSuccessResult"]]
+    invokes = [s for s in attached_statements(promotion, logical_id(properties["RoleArn"]))
+               if "lambda:InvokeFunction" in s["Action"]]
+    assert [s["Resource"] for s in invokes] == [{"Fn::GetAtt": [logical_id(record["Configuration"]["FunctionName"]),
+                                                                "Arn"]}]
+
 
 
 def test_the_source_is_the_use_cases_object_never_polled(promotion, config):
@@ -258,6 +289,18 @@ def test_the_function_asset_holds_its_handler_and_the_bundle(synthesized, bundle
         ROOT / "modelwerk" / "core" / "gate.py").read_bytes()
     assert (bundle / "gate" / "gate_cases.csv").read_bytes() == (
         ROOT / "sagemaker_pipelines" / "pump_health" / "gate_cases.csv").read_bytes()
+    marks = ROOT / "modelwerk" / "core" / "promotion_marks.py"
+    assert (bundle.parent / "modelwerk" / "core" / "promotion_marks.py").read_bytes() == marks.read_bytes()
+
+
+def test_the_record_function_carries_the_marks_the_library_writes(synthesized, promotion, config):
+    (function,) = resources(promotion, "AWS::Lambda::Function",
+                            FunctionName=naming.promotion_record_function_name(config.project, "pump-health"))
+    asset = asset_folder(synthesized, function["Code"]["S3Key"])
+    assert sorted(p.relative_to(asset).as_posix() for p in asset.rglob("*.py")) == [
+        "handler.py", "modelwerk/core/__init__.py", "modelwerk/core/promotion_marks.py"]
+    assert (asset / "modelwerk" / "core" / "promotion_marks.py").read_bytes() == (
+        ROOT / "modelwerk" / "core" / "promotion_marks.py").read_bytes()
 
 
 @pytest.mark.parametrize("env", PROMOTION_PATH)
@@ -365,6 +408,13 @@ def test_a_failed_execution_of_any_promotion_pipeline_is_announced_on_the_failur
 def roles_by_name(synthesized, env: str) -> dict[str, dict]:
     template = synthesized.template(env, "PromotionAccess")
     return {r["Properties"]["RoleName"]: r for r in template.find_resources("AWS::IAM::Role").values()}
+
+
+def attached_statements(template, role: str) -> list[dict]:
+    """The statements of every policy attached to the role with logical id ``role``, actions as lists."""
+    statements = [s for p in resources(template, "AWS::IAM::Policy", Roles=[{"Ref": role}])
+                  for s in p["PolicyDocument"]["Statement"]]
+    return [{**s, "Action": [s["Action"]] if isinstance(s["Action"], str) else s["Action"]} for s in statements]
 
 
 def role_statements(synthesized, env: str, role_name: str) -> list[dict]:

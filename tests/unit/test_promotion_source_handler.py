@@ -1,6 +1,7 @@
 """The promotion source Lambda (lambdas/promotion_source): SageMaker's approval event in, the pipeline's source
-object in a versioned bucket (moto's S3) and an execution pinned to that object version out. moto's CodePipeline
-drops ``sourceRevisions``, so the CodePipeline client alone is a botocore Stubber that checks the request."""
+object in a versioned bucket (moto's S3) and an execution pinned to that object version out; the registry is moto's
+SageMaker. moto's CodePipeline drops ``sourceRevisions`` and ``variables``, so the CodePipeline client alone is a
+botocore Stubber that checks the request."""
 
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ PIPELINE = "modelwerk-pump-health-promotion"
 ENVIRONMENT = {
     "AWS_DEFAULT_REGION": "eu-central-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
     "SOURCE_BUCKET": BUCKET, "SOURCE_KEY": KEY, "PIPELINE_NAME": PIPELINE, "SOURCE_ACTION": "PackageVersion",
-    "USE_CASE": "pump-health", "MODEL_PACKAGE_GROUP": "modelwerk-pump-health",
+    "USE_CASE": "pump-health", "MODEL_PACKAGE_GROUP": "modelwerk-pump-health", "MOTO_ACCOUNT_ID": "111111111111",
 }
+GROUP = "modelwerk-pump-health"
 BUNDLE = {"buildspec.json": '{"version": "0.2"}\n',
           "templates/staging.template.json": '{"Parameters": {"ModelPackageArn": {"Type": "String"}}}\n',
           "templates/prod.template.json": '{"Parameters": {"ModelPackageArn": {"Type": "String"}}}\n',
@@ -72,6 +74,13 @@ def aws(handler_module, tmp_path, monkeypatch):
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        sagemaker = boto3.client("sagemaker")
+        sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
+        for version in range(1, 5):
+            sagemaker.create_model_package(
+                ModelPackageGroupName=GROUP, ModelApprovalStatus="Approved" if version >= 3 else "Rejected",
+                InferenceSpecification={"Containers": [{"Image": "serving:1"}], "SupportedContentTypes": ["text/csv"],
+                                        "SupportedResponseMIMETypes": ["application/json"]})
         pipelines = boto3.client("codepipeline")
         requests: list[dict] = []
         pipelines.meta.events.register("provide-client-params.codepipeline.StartPipelineExecution",
@@ -80,22 +89,27 @@ def aws(handler_module, tmp_path, monkeypatch):
         monkeypatch.setattr(handler_module, "boto3", SimpleNamespace(
             client=lambda service, **kw: pipelines if service == "codepipeline" else real_client(service, **kw)))
         with Stubber(pipelines) as stubber:
-            yield SimpleNamespace(s3=s3, stubber=stubber, requests=requests)
+            yield SimpleNamespace(s3=s3, sagemaker=sagemaker, stubber=stubber, requests=requests)
             stubber.assert_no_pending_responses()
 
 
-def expect_start(aws, execution: str, token: str = EVENT["id"]) -> None:
-    """The request the handler must send; the version it pins is checked against S3 after the call."""
+def package_arn(version: int) -> str:
+    return f"arn:aws:sagemaker:eu-central-1:111111111111:model-package/{GROUP}/{version}"
+
+
+def expect_start(aws, execution: str, version: int = 3) -> None:
+    """The request the handler must send: the token is the version and its last modification time, the variable
+    its ARN; the version it pins is checked against S3 after the call."""
     aws.stubber.add_response("start_pipeline_execution", {"pipelineExecutionId": execution}, {
-        "name": PIPELINE, "clientRequestToken": token,
+        "name": PIPELINE, "clientRequestToken": f"v{version}-{EVENT['detail']['LastModifiedTime']}",
         "sourceRevisions": [{"actionName": "PackageVersion", "revisionType": "S3_OBJECT_VERSION_ID",
-                             "revisionValue": ANY}]})
+                             "revisionValue": ANY}],
+        "variables": [{"name": "ModelPackageArn", "value": package_arn(version)}]})
 
 
 def approval(version: int = 3, **detail) -> dict:
     event = copy.deepcopy(EVENT)
-    arn = f"arn:aws:sagemaker:eu-central-1:111111111111:model-package/modelwerk-pump-health/{version}"
-    event["detail"].update(ModelPackageVersion=version, ModelPackageArn=arn, **detail)
+    event["detail"].update(ModelPackageVersion=version, ModelPackageArn=package_arn(version), **detail)
     event["id"] = f"5d1f9b6e-0f3c-4c1e-9a55-4c2f0b3e7a{version:02d}"
     return event
 
@@ -124,8 +138,8 @@ def test_an_approval_writes_the_source_zip_and_starts_the_pipeline_on_that_objec
 
 
 def test_two_approvals_in_a_row_each_pin_their_own_version(handler_module, aws):
-    expect_start(aws, "exec-3", token=approval(3)["id"])
-    expect_start(aws, "exec-4", token=approval(4)["id"])
+    expect_start(aws, "exec-3", version=3)
+    expect_start(aws, "exec-4", version=4)
     handler_module.handler(approval(3), FakeContext())
     handler_module.handler(approval(4), FakeContext())
     pinned = [r["sourceRevisions"][0]["revisionValue"] for r in aws.requests]
@@ -160,6 +174,49 @@ def test_an_event_without_what_the_promotion_needs_is_refused_with_the_reason(ha
         event["detail"] = change["detail"]
     with pytest.raises(handler_module.PromotionSourceError, match=message):
         handler_module.handler(event, FakeContext())
+    assert aws.requests == []
+
+
+def test_repeated_events_of_one_approval_carry_one_token_and_another_change_another(handler_module, aws):
+    first, again = approval(3), approval(3)
+    again["id"] = "another-delivery-of-the-same-change"
+    later = approval(3, LastModifiedTime=EVENT["detail"]["LastModifiedTime"] + 60_000)
+    tokens = [handler_module.client_token(e, {"model_package_version": 3}) for e in (first, again, later)]
+    assert tokens[0] == tokens[1] != tokens[2]
+    del first["detail"]["LastModifiedTime"]
+    assert handler_module.client_token(first, {"model_package_version": 3}) == first["id"]
+
+
+def mark(aws, version: int, **marks: str) -> None:
+    aws.sagemaker.update_model_package(ModelPackageArn=package_arn(version), ModelApprovalStatus="Approved",
+                                       CustomerMetadataProperties=marks)
+
+
+def test_the_version_prod_serves_is_not_promoted_again(handler_module, aws):
+    """The record action's mark changes the version, and SageMaker announces that change as Approved again."""
+    mark(aws, 3, promoted_to_prod_at="2026-03-03T10:00:00.000+00:00")
+    result = handler_module.handler(approval(3, LastModifiedTime=1772532000000), FakeContext())
+    assert result == {"status": "ignored", "approval_status": "Approved", "reason": "prod serves it already"}
+    assert aws.requests == []
+
+
+@pytest.mark.parametrize("marks", [
+    pytest.param({3: {"promoted_to_prod_at": "2026-03-03T10:00:00.000+00:00"},
+                  4: {"promoted_to_prod_at": "2026-03-05T10:00:00.000+00:00"}}, id="replaced-by-a-newer-version"),
+    pytest.param({3: {"promoted_to_prod_at": "2026-03-03T10:00:00.000+00:00",
+                      "rolled_back_from_prod_at": "2026-03-04T08:00:00.000+00:00"}}, id="rolled-back"),
+])
+def test_a_version_prod_no_longer_serves_is_promoted_when_approved_anew(handler_module, aws, marks):
+    for version, version_marks in marks.items():
+        mark(aws, version, **version_marks)
+    expect_start(aws, "exec-3", version=3)
+    assert handler_module.handler(approval(3), FakeContext())["status"] == "started"
+
+
+def test_an_approval_event_of_a_version_rejected_since_starts_nothing(handler_module, aws):
+    aws.sagemaker.update_model_package(ModelPackageArn=package_arn(3), ModelApprovalStatus="Rejected")
+    result = handler_module.handler(approval(3), FakeContext())
+    assert result == {"status": "ignored", "approval_status": "no longer Approved"}
     assert aws.requests == []
 
 
