@@ -308,9 +308,6 @@ class PromotionPipeline(Construct):
 
         # -- the source function and its rule ---------------------------------------------------------------
         function_name = naming.promotion_source_function_name(project, use_case)
-        self.source_log_group = logs.LogGroup(self, "SourceLogs", log_group_name=f"/aws/lambda/{function_name}",
-                                              encryption_key=key, retention=props.log_retention,
-                                              removal_policy=removal)
         self.dead_letter_queue = sqs.Queue(self, "DeadLetterQueue", encryption=sqs.QueueEncryption.KMS,
                                            encryption_master_key=key, enforce_ssl=True,
                                            retention_period=DEAD_LETTER_RETENTION, removal_policy=removal)
@@ -318,24 +315,11 @@ class PromotionPipeline(Construct):
                     "This queue is itself the dead-letter queue of the approval rule and the source function.")
         self.source_role = iam.Role(self, "SourceRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                                     description=f"Writes {use_case}'s promotion source object, starts the pipeline")
-        self.source_function = lambda_.Function(
-            self,
-            "Source",
-            function_name=function_name,
+        self.source_function, self.source_log_group = self._function(
+            "Source", props=props, key=key, removal=removal, function_name=function_name,
             description=f"An approved {use_case} version in, the promotion pipeline's source object and execution out",
-            runtime=PYTHON_RUNTIME,
-            architecture=lambda_.Architecture.X86_64,
-            handler=HANDLER,
-            code=lambda_.Code.from_asset(str(props.source_root / "lambdas" / "promotion_source"),
-                                         bundling=_bundle(props).options()),
-            layers=[lambda_.LayerVersion.from_layer_version_arn(self, "PowertoolsLayer",
-                                                                powertools_arn(stack.region))],
-            memory_size=256,
-            timeout=props.source_timeout,
-            role=self.source_role,
-            log_group=self.source_log_group,
-            dead_letter_queue=self.dead_letter_queue,
-            retry_attempts=2,
+            bundle=_bundle(props), role=self.source_role, timeout=props.source_timeout,
+            dead_letter_queue=self.dead_letter_queue, retry_attempts=2,
             environment={
                 "SOURCE_BUCKET": artifact_bucket.bucket_name,
                 "SOURCE_KEY": source_key,
@@ -343,12 +327,7 @@ class PromotionPipeline(Construct):
                 "SOURCE_ACTION": SOURCE_ACTION,
                 "USE_CASE": use_case,
                 "MODEL_PACKAGE_GROUP": props.group_name,
-                "POWERTOOLS_SERVICE_NAME": "promotion-source",
-            },
-        )
-        acknowledge(self.source_function, "AwsSolutions-L1",
-                    "Pinned to python3.12: the Powertools layer it runs on is published for it; the runtime moves "
-                    "together with that layer (cdk_constructs/lambda_layers.py).")
+            })
         self.approval_rule = events.Rule(
             self,
             "ApprovalRule",
@@ -362,6 +341,36 @@ class PromotionPipeline(Construct):
                                             retry_attempts=4, max_event_age=Duration.hours(6))],
         )
         self._source_permissions(artifact_bucket, artifact_key, key, source_key, props.group_name)
+
+    def _function(self, construct_id: str, *, props: PromotionPipelineProps, key: kms.IKey, removal: RemovalPolicy,
+                  function_name: str, description: str, bundle: LocalBundle, role: iam.IRole, timeout: Duration,
+                  environment: Mapping[str, str], **options: Any) -> tuple[lambda_.Function, logs.LogGroup]:
+        """A function of this pipeline on the Powertools layer, with its encrypted log group; its code is the
+        ``bundle`` (whose first copy is its ``lambdas/`` folder) and its Powertools service the function's purpose."""
+        log_group = logs.LogGroup(self, f"{construct_id}Logs", log_group_name=f"/aws/lambda/{function_name}",
+                                  encryption_key=key, retention=props.log_retention, removal_policy=removal)
+        function = lambda_.Function(
+            self,
+            construct_id,
+            function_name=function_name,
+            description=description,
+            runtime=PYTHON_RUNTIME,
+            architecture=lambda_.Architecture.X86_64,
+            handler=HANDLER,
+            code=lambda_.Code.from_asset(str(bundle.copies[0].source), bundling=bundle.options()),
+            layers=[lambda_.LayerVersion.from_layer_version_arn(self, f"{construct_id}PowertoolsLayer",
+                                                                powertools_arn(Stack.of(self).region))],
+            memory_size=256,
+            timeout=timeout,
+            role=role,
+            log_group=log_group,
+            environment={**environment, "POWERTOOLS_SERVICE_NAME": bundle.copies[0].source.name.replace("_", "-")},
+            **options,
+        )
+        acknowledge(function, "AwsSolutions-L1",
+                    "Pinned to python3.12: the Powertools layer it runs on is published for it; the runtime moves "
+                    "together with that layer (cdk_constructs/lambda_layers.py).")
+        return function, log_group
 
     def _deploy(self, target: PromotionTarget, package: codepipeline.Artifact,
                 props: PromotionPipelineProps) -> cpactions.CloudFormationCreateUpdateStackAction:
@@ -413,34 +422,16 @@ class PromotionPipeline(Construct):
     def _record_function(self, props: PromotionPipelineProps, key: kms.IKey, removal: RemovalPolicy) -> None:
         """The function that marks the version prod now serves, on the use case's group only."""
         function_name = naming.promotion_record_function_name(props.project, props.use_case)
-        self.record_log_group = logs.LogGroup(self, "RecordLogs", log_group_name=f"/aws/lambda/{function_name}",
-                                              encryption_key=key, retention=props.log_retention,
-                                              removal_policy=removal)
         self.record_role = iam.Role(self, "RecordRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                                     description=f"Marks the {props.use_case} version prod serves in the registry")
-        self.record_function = lambda_.Function(
-            self,
-            "Record",
-            function_name=function_name,
+        self.record_function, self.record_log_group = self._function(
+            "Record", props=props, key=key, removal=removal, function_name=function_name,
             description=f"Marks the {props.use_case} version the promotion deployed to prod in the registry",
-            runtime=PYTHON_RUNTIME,
-            architecture=lambda_.Architecture.X86_64,
-            handler=HANDLER,
-            code=lambda_.Code.from_asset(str(props.source_root / "lambdas" / "promotion_record"),
-                                         bundling=_with_marks(props, "promotion_record").options()),
-            layers=[lambda_.LayerVersion.from_layer_version_arn(self, "RecordPowertoolsLayer",
-                                                                powertools_arn(Stack.of(self).region))],
-            memory_size=256,
-            timeout=props.record_timeout,
+            bundle=_with_marks(props, "promotion_record"), timeout=props.record_timeout,
             # The role is complete as written below: the invoke action's own grant (job results on "*") stays off.
             role=self.record_role.without_policy_updates(),
-            log_group=self.record_log_group,
-            environment={"MODEL_PACKAGE_GROUP": props.group_name, "POWERTOOLS_SERVICE_NAME": "promotion-record"},
-        )
+            environment={"MODEL_PACKAGE_GROUP": props.group_name})
         self.record_function.node.add_dependency(self.record_role)
-        acknowledge(self.record_function, "AwsSolutions-L1",
-                    "Pinned to python3.12: the Powertools layer it runs on is published for it; the runtime moves "
-                    "together with that layer (cdk_constructs/lambda_layers.py).")
         role = self.record_role
         allow(role, actions=LOG_WRITE, resources=[self.record_log_group.log_group_arn],
               wildcard_reason="Lambda writes one log stream per execution environment into the function's log group.")

@@ -44,8 +44,8 @@ class LocalFunction:
 
 
 @dataclass
-class FakeContext:
-    """The attributes Powertools and handlers read from a Lambda context."""
+class LambdaContext:
+    """The attributes Powertools and handlers read from a Lambda context (the local runner's, and the handler tests')."""
 
     function_name: str
     memory_limit_in_mb: int
@@ -202,7 +202,7 @@ def invoke(name: str, event: dict[str, Any], *, stage: str = "dev", environment:
     function = find_function(name, stage, session)
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
     account = (session or boto3).client("sts").get_caller_identity()["Account"]
-    context = FakeContext(function.name, function.memory_mb, function.timeout, str(uuid.uuid4()), region, account)
+    context = LambdaContext(function.name, function.memory_mb, function.timeout, str(uuid.uuid4()), region, account)
     runtime_env = {
         "AWS_LAMBDA_FUNCTION_NAME": function.name,
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_mb),

@@ -7,7 +7,7 @@ import copy
 import datetime as dt
 import importlib
 import json
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,8 @@ from moto import mock_aws
 
 from modelwerk.core import drift
 from modelwerk.core.capture import capture_line, object_key
+from modelwerk.local.lambdas import LambdaContext
+
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -35,16 +37,8 @@ ENVIRONMENT = {
 }
 
 
-@dataclass
-class FakeContext:
-    function_name: str = "modelwerk-dev-drift-monitor"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 3008
-    invoked_function_arn: str = "arn:aws:lambda:eu-central-1:123456789012:function:modelwerk-dev-drift-monitor"
-    aws_request_id: str = "0e3a5d0c-0000-4000-8000-000000000001"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 600_000
+FakeContext = partial(LambdaContext, "modelwerk-dev-drift-monitor", 3008, 600, "0e3a5d0c-0000-4000-8000-000000000001",
+                      "eu-central-1", "123456789012")
 
 
 @pytest.fixture(scope="module")

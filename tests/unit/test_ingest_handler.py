@@ -13,6 +13,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from modelwerk.core import layout
 from modelwerk.core.contract import Contract
 from modelwerk.core.ingest import raw_arrow_schema
 from modelwerk.core.pseudonymize import pseudonymize_value
+from modelwerk.local.lambdas import LambdaContext
+
 
 # Invocations that ingest nothing (already ingested, skipped, failed) publish no metrics; Powertools warns about it.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
@@ -57,18 +60,8 @@ ENVIRONMENT = {
 }
 
 
-@dataclass
-class FakeContext:
-    function_name: str = "modelwerk-dev-ingest"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 2048
-    invoked_function_arn: str = "arn:aws:lambda:eu-central-1:123456789012:function:modelwerk-dev-ingest"
-    aws_request_id: str = "52fdfc07-2182-154f-163f-5f0f9a621d72"
-    log_group_name: str = "/aws/lambda/modelwerk-dev-ingest"
-    log_stream_name: str = "2024/03/01/[$LATEST]abcdef"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000
+FakeContext = partial(LambdaContext, "modelwerk-dev-ingest", 2048, 300, "52fdfc07-2182-154f-163f-5f0f9a621d72",
+                      "eu-central-1", "123456789012")
 
 
 @dataclass

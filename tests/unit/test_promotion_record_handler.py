@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import importlib
 import json
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,6 +17,8 @@ from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
 from modelwerk.core import promotion_marks
+from modelwerk.local.lambdas import LambdaContext
+
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB = json.loads((ROOT / "tests" / "events" / "codepipeline_record_job.json").read_text())
@@ -26,16 +28,8 @@ ENVIRONMENT = {"AWS_DEFAULT_REGION": "eu-central-1", "AWS_ACCESS_KEY_ID": "testi
                "AWS_SECRET_ACCESS_KEY": "testing", "MOTO_ACCOUNT_ID": "111111111111", "MODEL_PACKAGE_GROUP": GROUP}
 
 
-@dataclass
-class FakeContext:
-    function_name: str = "modelwerk-pump-health-promotion-record"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:eu-central-1:111111111111:function:modelwerk-pump-health-promotion-record"
-    aws_request_id: str = "0e3a5d0c-0000-4000-8000-000000000003"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+FakeContext = partial(LambdaContext, "modelwerk-pump-health-promotion-record", 256, 30,
+                      "0e3a5d0c-0000-4000-8000-000000000003", "eu-central-1", "111111111111")
 
 
 def package_arn(version: int, group: str = GROUP) -> str:

@@ -10,7 +10,7 @@ import importlib
 import io
 import json
 import zipfile
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,6 +18,9 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
+
+from modelwerk.local.lambdas import LambdaContext
+
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENT = json.loads((ROOT / "tests" / "events" / "model_package_approved.json").read_text())
@@ -37,17 +40,8 @@ BUNDLE = {"buildspec.json": '{"version": "0.2"}\n',
           "gate/modelwerk/core/gate.py": "def main():\n    return 0\n"}
 
 
-@dataclass
-class FakeContext:
-    function_name: str = "modelwerk-pump-health-promotion-source"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = ("arn:aws:lambda:eu-central-1:111111111111:function:"
-                                 "modelwerk-pump-health-promotion-source")
-    aws_request_id: str = "0e3a5d0c-0000-4000-8000-000000000002"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
+FakeContext = partial(LambdaContext, "modelwerk-pump-health-promotion-source", 256, 60,
+                      "0e3a5d0c-0000-4000-8000-000000000002", "eu-central-1", "111111111111")
 
 
 @pytest.fixture(scope="module")
