@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Duration, RemovalPolicy
-from aws_cdk import aws_kms as kms
+from aws_cdk import Duration
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from cdk_constructs.buckets import access_log_bucket, secure_bucket
-from cdk_constructs.encryption import allow_eventbridge_dead_letters, allow_log_group_encryption
+from cdk_constructs.encryption import allow_eventbridge_dead_letters, allow_log_group_encryption, platform_key
 from modelwerk import naming
 
 #: Every bucket of a workload environment, in the order of the data flow (then the support buckets).
@@ -56,15 +55,10 @@ class DataLakeZones(Construct):
         self.props = props
         destroy = props.destroy_on_removal
 
-        self.key = kms.Key(
-            self,
-            "Key",
-            alias=f"alias/{props.project}/{props.env_name}/data-lake",
-            description=f"Data lake of {props.project} {props.env_name}: buckets, catalog results, queues, logs",
-            enable_key_rotation=True,
-            removal_policy=RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN,
-            pending_window=Duration.days(7) if destroy else None,
-        )
+        self.key = platform_key(self, "Key", alias=f"alias/{props.project}/{props.env_name}/data-lake",
+                                description=f"Data lake of {props.project} {props.env_name}: buckets, catalog results, queues, "
+                                            "logs",
+                                destroy_on_removal=destroy)
         allow_log_group_encryption(self.key)
         allow_eventbridge_dead_letters(self.key)
 

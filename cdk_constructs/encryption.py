@@ -1,10 +1,30 @@
-"""Key policies that let AWS services use a customer managed key, scoped to this account's resources."""
+"""The platform's customer managed keys, and the key policies that let AWS services use them, scoped to this
+account's resources."""
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Stack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from constructs import Construct
+
+#: A key deleted with its stack waits this long, the shortest KMS allows, before it is gone.
+DESTROYED_KEY_PENDING_WINDOW = Duration.days(7)
+
+
+def platform_key(scope: Construct, construct_id: str, *, alias: str, description: str,
+                 destroy_on_removal: bool) -> kms.Key:
+    """A rotating key kept when its stack is deleted, or deleted with it (after the shortest pending window) where
+    the environment destroys on removal."""
+    return kms.Key(
+        scope,
+        construct_id,
+        alias=alias,
+        description=description,
+        enable_key_rotation=True,
+        removal_policy=RemovalPolicy.DESTROY if destroy_on_removal else RemovalPolicy.RETAIN,
+        pending_window=DESTROYED_KEY_PENDING_WINDOW if destroy_on_removal else None,
+    )
 
 
 def allow_log_group_encryption(key: kms.IKey) -> None:

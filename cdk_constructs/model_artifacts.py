@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from cdk_constructs.encryption import platform_key
 from cdk_constructs.buckets import access_log_bucket, secure_bucket
 from modelwerk import naming
 
@@ -58,15 +58,9 @@ class ModelArtifactStore(Construct):
         readers = [iam.AccountPrincipal(a) for a in dict.fromkeys(props.reader_accounts)]
         writers = [iam.AccountPrincipal(a) for a in dict.fromkeys(props.writer_accounts)]
 
-        self.key = kms.Key(
-            self,
-            "Key",
-            alias=f"alias/{props.project}/{props.env_name}/model-artifacts",
-            description="Model artifacts of the registry; workload accounts may decrypt",
-            enable_key_rotation=True,
-            removal_policy=RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN,
-            pending_window=Duration.days(7) if destroy else None,
-        )
+        self.key = platform_key(self, "Key", alias=f"alias/{props.project}/{props.env_name}/model-artifacts",
+                                description="Model artifacts of the registry; workload accounts may decrypt",
+                                destroy_on_removal=destroy)
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="WorkloadAccountsDecrypt",

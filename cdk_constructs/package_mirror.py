@@ -9,12 +9,12 @@ the one jobs read, with ``pypi-store`` upstream. The domain's assets are encrypt
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_codeartifact as codeartifact
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from constructs import Construct
 
+from cdk_constructs.encryption import platform_key
 from cdk_constructs.permissions import allow
 
 STORE_REPOSITORY = "pypi-store"
@@ -33,9 +33,9 @@ class PackageMirror(Construct):
         stack = Stack.of(self)
         removal = RemovalPolicy.DESTROY if destroy_on_removal else RemovalPolicy.RETAIN
         self.domain_name = f"{project}-{env_name}".lower()
-        self.key = kms.Key(self, "Key", alias=f"alias/{project}/{env_name}/package-mirror",
-                           description="Package mirror: the CodeArtifact domain's assets", enable_key_rotation=True,
-                           removal_policy=removal, pending_window=Duration.days(7) if destroy_on_removal else None)
+        self.key = platform_key(self, "Key", alias=f"alias/{project}/{env_name}/package-mirror",
+                                description="Package mirror: the CodeArtifact domain's assets",
+                                destroy_on_removal=destroy_on_removal)
         self.domain = codeartifact.CfnDomain(self, "Domain", domain_name=self.domain_name,
                                              encryption_key=self.key.key_arn)
         self.domain.apply_removal_policy(removal)

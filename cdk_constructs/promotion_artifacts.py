@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from cdk_constructs.encryption import platform_key
 from cdk_constructs.buckets import access_log_bucket, secure_bucket
 from modelwerk import naming
 
@@ -62,15 +62,9 @@ class PromotionArtifacts(Construct):
         reader_roles = {"ArnEquals": {"aws:PrincipalArn": sorted({arn for a in accounts
                                                                   for arn in props.reader_roles[a]})}}
 
-        self.key = kms.Key(
-            self,
-            "Key",
-            alias=naming.promotion_key_alias(props.project, props.env_name),
-            description="Promotion artifacts; the target accounts' deploy action roles may decrypt",
-            enable_key_rotation=True,
-            removal_policy=RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN,
-            pending_window=Duration.days(7) if destroy else None,
-        )
+        self.key = platform_key(self, "Key", alias=naming.promotion_key_alias(props.project, props.env_name),
+                                description="Promotion artifacts; the target accounts' deploy action roles may decrypt",
+                                destroy_on_removal=destroy)
         self.key.add_to_resource_policy(iam.PolicyStatement(
             sid="TargetAccountsDecrypt",
             actions=list(DECRYPT_ACTIONS),

@@ -11,14 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from cdk_constructs.encryption import allow_eventbridge_topics, allow_log_group_encryption
+from cdk_constructs.encryption import allow_eventbridge_topics, allow_log_group_encryption, platform_key
 from modelwerk import naming
 
 EXECUTION_STATE_CHANGE = "CodePipeline Pipeline Execution State Change"
@@ -45,15 +43,9 @@ class PromotionNotifications(Construct):
         if not props.pipeline_names:
             raise ValueError("PromotionNotifications needs the pipelines whose failures it announces")
         destroy = props.destroy_on_removal
-        self.key = kms.Key(
-            self,
-            "Key",
-            alias=f"alias/{props.project}/{props.env_name}/promotion",
-            description="Promotion: approval and failure topics, logs, dead letters",
-            enable_key_rotation=True,
-            removal_policy=RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN,
-            pending_window=Duration.days(7) if destroy else None,
-        )
+        self.key = platform_key(self, "Key", alias=f"alias/{props.project}/{props.env_name}/promotion",
+                                description="Promotion: approval and failure topics, logs, dead letters",
+                                destroy_on_removal=destroy)
         allow_log_group_encryption(self.key)
         allow_eventbridge_topics(self.key)
         self.approvals = sns.Topic(

@@ -17,13 +17,12 @@ from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from cdk_constructs.encryption import allow_log_group_encryption
+from cdk_constructs.encryption import allow_log_group_encryption, platform_key
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.permissions import S3_READ, allow, allow_objects
 from cdk_constructs.serving_context import DOCKERFILE, TAG_PREFIX
@@ -80,15 +79,9 @@ class ServingImage(Construct):
         destroy = props.destroy_on_removal
         removal = RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN
 
-        self.key = kms.Key(
-            self,
-            "Key",
-            alias=f"alias/{props.project}/{props.env_name}/serving-image",
-            description="Serving image: repository layers, build artifacts and build logs",
-            enable_key_rotation=True,
-            removal_policy=removal,
-            pending_window=Duration.days(7) if destroy else None,
-        )
+        self.key = platform_key(self, "Key", alias=f"alias/{props.project}/{props.env_name}/serving-image",
+                                description="Serving image: repository layers, build artifacts and build logs",
+                                destroy_on_removal=destroy)
         allow_log_group_encryption(self.key)
 
         self.repository = ecr.Repository(

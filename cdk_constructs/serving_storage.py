@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Duration, RemovalPolicy
-from aws_cdk import aws_kms as kms
+from aws_cdk import Duration
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from cdk_constructs.encryption import platform_key
 from cdk_constructs.buckets import access_log_bucket, secure_bucket
 from modelwerk import naming
 
@@ -58,15 +58,10 @@ class ServingStorage(Construct):
             raise ValueError("capture_expiry_days and noncurrent_expiry_days must be at least 1")
         destroy = props.destroy_on_removal
         self.bucket_name = props.bucket_name(SERVING_ZONE)
-        self.key = kms.Key(
-            self,
-            "Key",
-            alias=naming.serving_key_alias(props.project, props.env_name),
-            description=f"Serving of {props.project} {props.env_name}: data capture, multi-model artifacts, volumes",
-            enable_key_rotation=True,
-            removal_policy=RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN,
-            pending_window=Duration.days(7) if destroy else None,
-        )
+        self.key = platform_key(self, "Key", alias=naming.serving_key_alias(props.project, props.env_name),
+                                description=f"Serving of {props.project} {props.env_name}: data capture, multi-model artifacts, "
+                                            "volumes",
+                                destroy_on_removal=destroy)
         self.access_logs = access_log_bucket(
             self, "AccessLogs", bucket_name=props.bucket_name(LOG_ZONE), destroy_on_removal=destroy
         )
