@@ -22,6 +22,8 @@ S3_DELETE = ("s3:DeleteObject",)
 S3_LIST = ("s3:ListBucket", "s3:GetBucketLocation")
 KMS_DECRYPT = ("kms:Decrypt", "kms:DescribeKey")
 KMS_ENCRYPT_DECRYPT = ("kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey")
+#: A service (Lambda, CodeBuild) writing its own streams into a log group it is given.
+LOG_WRITE = ("logs:CreateLogStream", "logs:PutLogEvents")
 GLUE_READ = (
     "glue:GetDatabase",
     "glue:GetDatabases",

@@ -17,13 +17,11 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from cdk_constructs.encryption import platform_key
 from cdk_constructs.buckets import access_log_bucket, secure_bucket
+from cdk_constructs.encryption import platform_key
+from cdk_constructs.permissions import KMS_DECRYPT, S3_READ
 from modelwerk import naming
 
-#: What a target account's action role does with the artifacts: read the templates and package.json.
-READ_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion")
-DECRYPT_ACTIONS = ("kms:Decrypt", "kms:DescribeKey")
 
 
 @dataclass(frozen=True)
@@ -67,7 +65,7 @@ class PromotionArtifacts(Construct):
                                 destroy_on_removal=destroy)
         self.key.add_to_resource_policy(iam.PolicyStatement(
             sid="TargetAccountsDecrypt",
-            actions=list(DECRYPT_ACTIONS),
+            actions=list(KMS_DECRYPT),
             principals=readers,
             resources=["*"],
             conditions=reader_roles,
@@ -92,7 +90,7 @@ class PromotionArtifacts(Construct):
         )
         self.bucket.add_to_resource_policy(iam.PolicyStatement(
             sid="TargetAccountsReadArtifacts",
-            actions=list(READ_ACTIONS),
+            actions=list(S3_READ),
             principals=readers,
             resources=[self.bucket.arn_for_objects("*")],
             conditions={**reader_roles, "Bool": {"aws:SecureTransport": "true"}},

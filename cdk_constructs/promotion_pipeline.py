@@ -54,7 +54,7 @@ from constructs import Construct
 from cdk_constructs.bundling import Copy, LocalBundle
 from cdk_constructs.lambda_layers import PYTHON_RUNTIME, powertools_arn
 from cdk_constructs.nag import acknowledge
-from cdk_constructs.permissions import S3_READ, allow, allow_objects
+from cdk_constructs.permissions import KMS_ENCRYPT_DECRYPT, LOG_WRITE, S3_READ, allow, allow_objects
 from modelwerk import naming
 
 STATE_CHANGE = "SageMaker Model Package State Change"
@@ -73,8 +73,6 @@ GATE_FOLDER = "gate"
 GATE_CASES_FILE = f"{GATE_FOLDER}/gate_cases.csv"
 GATE_REPORT_FILE = "gate.json"
 DEAD_LETTER_RETENTION = Duration.days(14)
-LOG_WRITE = ("logs:CreateLogStream", "logs:PutLogEvents")
-KMS_USE = ("kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey")
 #: The gate report's one-line summary (read from gate.json), for the approval's information.
 GATE_SUMMARY_COMMAND = (
     "python -c \"import json; r = json.load(open('gate.json')); p95 = r['latency_ms']['p95']; "
@@ -400,7 +398,7 @@ class PromotionPipeline(Construct):
                       actions=["s3:PutObject"],
                       reason="One report per pipeline execution, keyed by the execution id, under the use case's "
                              "report prefix.")
-        allow(role, actions=KMS_USE, resources=[self.artifact_store.encryption_key.key_arn])
+        allow(role, actions=KMS_ENCRYPT_DECRYPT, resources=[self.artifact_store.encryption_key.key_arn])
         allow(role, actions=["sts:AssumeRole"], resources=[props.gate.role_arn])
 
     def _pipeline_permissions(self, props: PromotionPipelineProps, bucket: s3.IBucket, artifact_key: kms.IKey,
@@ -410,7 +408,7 @@ class PromotionPipeline(Construct):
                       reason="CodePipeline reads the source object and keys the artifacts it writes by a truncated "
                              "pipeline name, the artifact and a random id; the bucket holds only promotion data.")
         allow(role, actions=["s3:GetBucketVersioning", "s3:GetBucketLocation"], resources=[bucket.bucket_arn])
-        allow(role, actions=KMS_USE, resources=[artifact_key.key_arn])
+        allow(role, actions=KMS_ENCRYPT_DECRYPT, resources=[artifact_key.key_arn])
         allow(role, actions=["codebuild:StartBuild", "codebuild:BatchGetBuilds", "codebuild:StopBuild"],
               resources=[self.gate_project.project_arn])
         allow(role, actions=["sns:Publish"], resources=[topic.topic_arn])

@@ -24,7 +24,7 @@ from constructs import Construct
 
 from cdk_constructs.encryption import allow_log_group_encryption, platform_key
 from cdk_constructs.nag import acknowledge
-from cdk_constructs.permissions import S3_READ, allow, allow_objects
+from cdk_constructs.permissions import LOG_WRITE, S3_READ, allow, allow_objects
 from cdk_constructs.serving_context import DOCKERFILE, TAG_PREFIX
 from modelwerk import naming
 
@@ -33,7 +33,6 @@ PULL_ACTIONS = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchChe
 #: What the build needs: ``docker push``, and the look-up that skips a tag already pushed.
 PUSH_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
                 "ecr:CompleteLayerUpload", "ecr:PutImage", "ecr:DescribeImages")
-LOG_WRITE = ("logs:CreateLogStream", "logs:PutLogEvents")
 
 
 @dataclass(frozen=True)

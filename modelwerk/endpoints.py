@@ -28,7 +28,6 @@ import html
 import io
 import json
 import logging
-import os
 import secrets
 import shutil
 import time
@@ -304,7 +303,7 @@ class _LocalDeployment:
         shares = self._traffic_shares()
         alarms = [naming.endpoint_alarm_name(self.name, kind) for kind in ("5xx", "latency")]
         evaluator = self._evaluator()
-        if not self._alarms_exist(evaluator, alarms):
+        if not self._alarms_exist(alarms):
             self.say(f"no rollback alarms are deployed for {self.name}: blue/green runs without automatic rollback")
             alarms = []
         for index, share in enumerate(shares):
@@ -356,7 +355,7 @@ class _LocalDeployment:
 
         return AlarmEvaluator(self.session, records_dir=self.records)
 
-    def _alarms_exist(self, evaluator: Any, alarms: list[str]) -> bool:
+    def _alarms_exist(self, alarms: list[str]) -> bool:
         found = self.session.client("cloudwatch").describe_alarms(AlarmNames=alarms)["MetricAlarms"]
         return len(found) == len(alarms)
 

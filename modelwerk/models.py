@@ -353,12 +353,14 @@ def _decide(use_case: str, version: int | str, status: str, reason: str | None, 
     reg = registry(use_case, env=env)
     arn = _find_arn(use_case, reg, version)
     package = _describe(reg, arn)
-    if status == REJECTED:
-        serving = prod_version(use_case, env=env)
-        if serving is not None and serving.arn == arn:
+    marks = package.get("CustomerMetadataProperties")
+    if status == REJECTED and promotion_marks.in_prod(marks):  # only a version in prod's history may serve there
+        serving = promotion_marks.serving(promotion_marks.group_packages(reg.sagemaker, reg.group))
+        if serving is not None and serving["ModelPackageArn"] == arn:
             raise ValidationError(
-                f"{use_case} version {serving.version} is in prod (promoted {serving.promoted_to_prod_at}); roll it "
-                f"back first ('modelwerk promote --use-case {use_case} --to prod --rollback'), then reject it")
+                f"{use_case} version {package['ModelPackageVersion']} is in prod (promoted "
+                f"{marks[PROMOTED_TO_PROD_AT]}); roll it back first ('modelwerk promote --use-case {use_case} --to prod "
+                "--rollback'), then reject it")
     if package.get("ModelApprovalStatus") == status:
         log.info("%s version %s is already %s", use_case, package.get("ModelPackageVersion"), status)
         return _from_package(use_case, reg, package)
@@ -386,10 +388,7 @@ def prod_version(use_case: str, *, env: str | None = None) -> ModelVersion | Non
     True
     """
     reg = registry(use_case, env=env)
-    arns = [s["ModelPackageArn"] for s in _summaries(reg)]
-    with ThreadPoolExecutor(max_workers=_READ_WORKERS) as pool:  # the packages only: no metrics or lineage read
-        packages = list(pool.map(lambda arn: _describe(reg, arn), arns))
-    serving = promotion_marks.serving(packages)
+    serving = promotion_marks.serving(promotion_marks.group_packages(reg.sagemaker, reg.group))
     return None if serving is None else _from_package(use_case, reg, dict(serving))
 
 

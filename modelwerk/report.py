@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from modelwerk import naming
+from modelwerk.settings import WORKLOAD_ENVIRONMENTS
 from modelwerk.errors import ModelwerkError
 
 log = logging.getLogger("modelwerk")
 
-ENVIRONMENTS = ("dev", "staging", "prod")
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#1f2328} h1{font-size:22px} h2{font-size:18px;margin-top:32px}
 h3{font-size:15px} table{border-collapse:collapse;margin:8px 0} td,th{border:1px solid #d0d7de;padding:3px 8px;
@@ -73,9 +73,7 @@ def _use_case_section(use_case: str, endpoints: list[tuple[str, Any]]) -> str:
     for env, endpoint in endpoints:
         drift = _latest_drift(env, endpoint.name)
         if drift is not None:
-            from modelwerk.monitoring import drift_report
-
-            parts += [f"<h3>Drift of {html.escape(endpoint.name)} in {env}</h3>", drift_report(drift)._repr_html_()]
+            parts += [f"<h3>Drift of {html.escape(endpoint.name)} in {env}</h3>", drift._repr_html_()]
     return "".join(parts)
 
 
@@ -103,7 +101,7 @@ def _endpoints() -> list[tuple[str, Any]]:
     from modelwerk import endpoints
 
     found = []
-    for env in ENVIRONMENTS:
+    for env in WORKLOAD_ENVIRONMENTS:
         try:
             listed = endpoints.list_endpoints(env=env)
         except ModelwerkError as error:  # an environment not deployed (locally: not promoted to yet)

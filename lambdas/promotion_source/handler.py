@@ -11,8 +11,8 @@ the pipeline variable ``ModelPackageArn``, which the last action (``lambdas/prom
 
 SageMaker may send several events for one state change, and sends one for every change of a version (the record
 action's mark among them). The start request's client token is the version and its last modification time, so
-CodePipeline recognises a repeated event of one approval. The function reads the group's approved versions from the
-registry first: a version no longer approved, or the one prod serves (promoted last and not rolled back,
+CodePipeline recognises a repeated event of one approval. The function reads the group's versions from the registry
+first: a version no longer approved, or the one prod serves (promoted last and not rolled back,
 :mod:`modelwerk.core.promotion_marks`), is not promoted again; an earlier version approved anew is (a rollback).
 
 Environment: ``SOURCE_BUCKET``, ``SOURCE_KEY``, ``PIPELINE_NAME``, ``SOURCE_ACTION`` (the pipeline's S3 source
@@ -28,7 +28,6 @@ import json
 import os
 import re
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,8 +49,6 @@ ARN_VARIABLE = "ModelPackageArn"
 REQUIRED_FIELDS = ("ModelApprovalStatus", "ModelPackageArn", "ModelPackageGroupName", "ModelPackageVersion")
 #: CodePipeline's clientRequestToken: letters, digits and hyphens, at most 128.
 _TOKEN = re.compile(r"^[a-zA-Z0-9-]{1,128}$")
-#: How many versions are described at once.
-_READ_WORKERS = 8
 #: Zip entries carry a fixed time: the archive's bytes follow only from its content.
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -139,17 +136,6 @@ def source_archive(package: dict[str, Any], bundle_dir: Path) -> bytes:
     return buffer.getvalue()
 
 
-def approved_packages(sagemaker: Any, group: str) -> dict[str, dict[str, Any]]:
-    """The group's approved versions as the registry describes them now (ARN -> package): an event may be late, and
-    which one prod serves follows from all of their marks."""
-    arns = [summary["ModelPackageArn"]
-            for page in sagemaker.get_paginator("list_model_packages").paginate(ModelPackageGroupName=group)
-            for summary in page["ModelPackageSummaryList"] if summary.get("ModelApprovalStatus") == APPROVED]
-    with ThreadPoolExecutor(max_workers=_READ_WORKERS) as pool:
-        packages = list(pool.map(lambda arn: sagemaker.describe_model_package(ModelPackageName=arn), arns))
-    return {p["ModelPackageArn"]: p for p in packages if p.get("ModelApprovalStatus") == APPROVED}
-
-
 def client_token(event: dict[str, Any], package: dict[str, Any]) -> str | None:
     """One token per state change of a version: its number and last modification time (the event id when the
     detail has no time), so the repeated events of one approval start one execution."""
@@ -169,11 +155,12 @@ def promote(event: dict[str, Any], settings: Settings, *, s3: Any, codepipeline:
         logger.info("not an approval: nothing to promote", extra={"approval_status": status})
         return {"status": "ignored", "approval_status": status}
     logger.append_keys(model_package_arn=package["model_package_arn"])
-    approved = approved_packages(sagemaker, settings.group)
-    if package["model_package_arn"] not in approved:
+    versions = promotion_marks.group_packages(sagemaker, settings.group)  # now, not as the event saw them
+    if not any(v["ModelPackageArn"] == package["model_package_arn"] and v.get("ModelApprovalStatus") == APPROVED
+               for v in versions):
         logger.info("no longer approved: nothing to promote")
         return {"status": "ignored", "approval_status": "no longer Approved"}
-    serving = promotion_marks.serving(approved.values())
+    serving = promotion_marks.serving(versions)
     if serving is not None and serving["ModelPackageArn"] == package["model_package_arn"]:
         logger.info("prod serves this version already: nothing to promote")
         return {"status": "ignored", "approval_status": APPROVED, "reason": "prod serves it already"}

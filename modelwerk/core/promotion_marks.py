@@ -11,12 +11,15 @@ Standard library only: the Lambda functions carry this file without the rest of 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
 PROMOTED_TO_PROD_AT = "promoted_to_prod_at"
 ROLLED_BACK_FROM_PROD_AT = "rolled_back_from_prod_at"
 MARKS = (PROMOTED_TO_PROD_AT, ROLLED_BACK_FROM_PROD_AT)
+#: How many versions are described at once.
+_READ_WORKERS = 8
 
 
 class MarkError(ValueError):
@@ -43,6 +46,15 @@ def serving(packages: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     if not promoted:
         return None
     return max(promoted, key=lambda p: str(p["CustomerMetadataProperties"][PROMOTED_TO_PROD_AT]))
+
+
+def group_packages(sagemaker: Any, group: str) -> list[dict[str, Any]]:
+    """Every version of the model package ``group`` (name or ARN) as DescribeModelPackage answers it now: the
+    summaries carry no customer metadata, so the marks need a describe each."""
+    pages = sagemaker.get_paginator("list_model_packages").paginate(ModelPackageGroupName=group)
+    arns = [summary["ModelPackageArn"] for page in pages for summary in page["ModelPackageSummaryList"]]
+    with ThreadPoolExecutor(max_workers=_READ_WORKERS) as pool:
+        return list(pool.map(lambda arn: sagemaker.describe_model_package(ModelPackageName=arn), arns))
 
 
 def record(sagemaker: Any, arn: str, *, resend_approval: bool = False, **marks: str) -> dict[str, Any]:

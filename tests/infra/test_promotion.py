@@ -32,13 +32,13 @@ from modelwerk.core import gate
 from modelwerk.errors import ConfigurationError
 from stacks.stages import PROMOTION_PATH, _refuse_assets, promoted_endpoints
 from test_assets import asset_folder
-from test_compliance import is_wildcard_principal, policy_statements
+from test_compliance import is_wildcard_principal
+from test_registry import principal_accounts
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTEXT = json.loads((ROOT / "cdk.json").read_text(encoding="utf-8"))["context"]
-ACCOUNT_IN_ARN = re.compile(r":iam::(\d{12}):root")
 #: (category, provider) of each stage's action, in order.
 ACTION_TYPES = [("Source", "S3"), ("Deploy", "CloudFormation"), ("Build", "CodeBuild"), ("Approval", "Manual"),
                 ("Deploy", "CloudFormation")]
@@ -75,10 +75,6 @@ def logical_id(reference: dict) -> str:
 
 def role_arn(config, env: str, role_name: str) -> str:
     return naming.role_arn(config.environment(env).account, role_name)
-
-
-def statement_accounts(principal) -> set[str]:
-    return set(ACCOUNT_IN_ARN.findall(json.dumps(principal)))
 
 
 # -- which use cases are promoted -----------------------------------------------------------------------------------
@@ -374,8 +370,8 @@ def test_only_the_target_accounts_action_roles_may_read_artifacts_and_decrypt(pr
     for document, actions in ((key["KeyPolicy"], ["kms:Decrypt", "kms:DescribeKey"]),
                               (bucket_policy["PolicyDocument"], ["s3:GetObject", "s3:GetObjectVersion"])):
         (statement,) = [s for s in document["Statement"] if s["Effect"] == "Allow"
-                        and statement_accounts(s["Principal"]) - {config.registry.account}]
-        assert statement_accounts(statement["Principal"]) == readers
+                        and principal_accounts(s["Principal"]) - {config.registry.account}]
+        assert principal_accounts(statement["Principal"]) == readers
         assert statement["Condition"]["ArnEquals"] == {"aws:PrincipalArn": roles}
         assert sorted(statement["Action"]) == actions
         assert not any(":role/" in json.dumps(s["Principal"]) for s in document["Statement"]), \
@@ -429,7 +425,7 @@ def role_statements(synthesized, env: str, role_name: str) -> list[dict]:
 def test_the_action_role_trusts_only_the_registrys_pipeline_roles(synthesized, config, promoted, env):
     role = roles_by_name(synthesized, env)[naming.promotion_action_role_name(config.project, env)]
     (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
-    assert statement_accounts(trust["Principal"]) == {config.registry.account}
+    assert principal_accounts(trust["Principal"]) == {config.registry.account}
     assert not is_wildcard_principal(trust["Principal"])
     assert trust["Condition"] == {"ArnEquals": {"aws:PrincipalArn": sorted(
         role_arn(config, "registry", naming.promotion_pipeline_role_name(config.project, u)) for u in promoted)}}
@@ -455,7 +451,7 @@ def test_the_gate_role_lives_in_staging_only_and_invokes_its_endpoints_only(synt
     gate_role = naming.promotion_gate_role_name(config.project, "staging")
     role = roles_by_name(synthesized, "staging")[gate_role]
     (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
-    assert statement_accounts(trust["Principal"]) == {config.registry.account}
+    assert principal_accounts(trust["Principal"]) == {config.registry.account}
     assert trust["Condition"] == {"ArnEquals": {"aws:PrincipalArn": sorted(
         role_arn(config, "registry", naming.promotion_gate_build_role_name(config.project, u)) for u in promoted)}}
     (statement,) = role_statements(synthesized, "staging", gate_role)
@@ -465,11 +461,3 @@ def test_the_gate_role_lives_in_staging_only_and_invokes_its_endpoints_only(synt
     assert sorted(re.findall(rf":sagemaker:{staging.region}:{staging.account}:endpoint/([a-z0-9-]+)", resources_)) \
         == sorted(served["staging"].name for served in promoted.values())
     assert naming.promotion_gate_role_name(config.project, "prod") not in roles_by_name(synthesized, "prod")
-
-
-@pytest.mark.parametrize("env", PROMOTION_PATH)
-def test_no_promotion_template_trusts_a_wildcard_principal(synthesized, promotion, env):
-    for template in (promotion.to_json(), synthesized.template(env, "PromotionAccess").to_json()):
-        for statement in policy_statements(template):
-            if statement.get("Effect") == "Allow":
-                assert not is_wildcard_principal(statement.get("Principal")), statement

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from local_cli import ROOT, cli_environment, cli_json, run_cli
+from local_cli import ROOT, cli_json, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-mode")]
 
@@ -20,11 +20,10 @@ USE_CASES = ("pump-health", "energy-forecast")
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo(cli_env):
     """``bash scripts/demo.sh`` as ``make demo`` runs it (after installation), with its own records; its output and
     wall time. Local mode stays up for the other tests, then goes down."""
-    env = cli_environment(tmp_path_factory.mktemp("demo-state"))
-    env["PATH"] = f"{ROOT / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"
+    env = cli_env
     started = time.monotonic()
     finished = subprocess.run(["bash", "scripts/demo.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
                               timeout=1200)

@@ -297,9 +297,9 @@ def test_a_multi_model_endpoint_serves_every_version_under_its_prefix(versions, 
 
 
 def test_local_down_stops_the_endpoint_processes(endpoint, cli_env):
-    from modelwerk.local.endpoints import alive
+    from modelwerk.local.endpoints import alive, endpoints_dir, read_record
 
-    record = json.loads((Path(cli_env["MODELWERK_STATE_DIR"]) / "endpoints" / "dev" / f"{ENDPOINT}.json").read_text())
+    record = read_record(endpoints_dir(Path(cli_env["MODELWERK_STATE_DIR"]), "dev"), ENDPOINT)
     pids = [v["pid"] for v in record["variants"]]
     assert all(alive(pid) for pid in pids)
     run_cli("local", "down", env=cli_env)

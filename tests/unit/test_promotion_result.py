@@ -3,12 +3,10 @@ tests/integration/test_local_promotion.py and the lifecycle test)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import pytest
 
-from modelwerk import promotion
+from modelwerk import cli, promotion
 from modelwerk.errors import ConfigurationError, ValidationError
 
 
@@ -54,9 +52,9 @@ def test_outside_local_mode_the_promotion_pipeline_is_named_instead(monkeypatch)
         promotion.promote("pump-health", 1, to="prod", approve=True)
 
 
-def test_rollback_with_a_version_is_one_sentence_on_the_command_line():
-    done = subprocess.run([sys.executable, "-m", "modelwerk.cli", "promote", "--use-case", "pump-health", "3", "--to",
-                           "prod", "--rollback", "--json"], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr.strip() == ("modelwerk: --rollback puts the previous prod version back; give no VERSION "
-                                   "with it")
+def test_rollback_with_a_version_is_one_sentence_on_the_command_line(capsys):
+    assert cli.main(["promote", "--use-case", "pump-health", "3", "--to", "prod", "--rollback", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip() == ("modelwerk: --rollback puts the previous prod version back; give no VERSION "
+                                    "with it")
