@@ -16,6 +16,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -42,26 +44,46 @@ def wait_healthy(endpoint_url: str, deadline_seconds: float = 30.0) -> bool:
 
 
 class EmbeddedAWS:
-    """moto's threaded server. ``MOTO_ACCOUNT_ID`` would pin every request to one account, so it is never set."""
+    """moto's dispatcher behind our services' middleware, served by werkzeug's threaded server on loopback.
 
-    def __init__(self, *, port: int):
+    ``MOTO_ACCOUNT_ID`` would pin every request to one account, so it is never set. ``root`` is the checkout local
+    mode runs for and ``state_dir`` where the services keep their records (None: a temporary folder).
+    """
+
+    def __init__(self, *, port: int, root: Path | None = None, state_dir: Path | None = None,
+                 region: str = "us-east-1"):
         os.environ.pop("MOTO_ACCOUNT_ID", None)
-        from moto.server import ThreadedMotoServer
+        from modelwerk.local import services
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request would drown a notebook
 
         self.port = port
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self.context = services.ServiceContext(endpoint_url=f"http://127.0.0.1:{port}", root=root,
+                                               state_dir=state_dir, default_region=region)
+        self.services = services.load()
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
 
     @property
     def endpoint_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> "EmbeddedAWS":
-        self._server.start()
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
+
+        from modelwerk.local.services import LocalServices
+
+        app = LocalServices(DomainDispatcherApplication(create_backend_app), self.services)
+        self._server = make_server("127.0.0.1", self.port, app, threaded=True, request_handler=MotoRequestHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="embedded-aws", daemon=True)
+        self._thread.start()
         if not wait_healthy(self.endpoint_url):
             raise RuntimeError(f"the embedded AWS did not answer on {self.endpoint_url}")
         self.reset()  # a fresh account, even in a process that ran moto before
+        for service in self.services:
+            if service.start is not None:
+                service.start(self.context)
         return self
 
     def reset(self) -> None:
@@ -71,15 +93,26 @@ class EmbeddedAWS:
             pass
 
     def stop(self) -> None:
+        self.context.stopping.set()
+        for service in reversed(self.services):
+            if service.stop is not None:
+                service.stop()
+        self.context.join()
         self.reset()
-        self._server.stop()
+        self._server.shutdown()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run the embedded AWS in the foreground until SIGTERM.")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--root", type=Path, default=None, help="the checkout local mode runs for")
+    parser.add_argument("--state-dir", type=Path, default=None, help="where the services keep their records")
+    parser.add_argument("--region", default="us-east-1")
     args = parser.parse_args()
-    server = EmbeddedAWS(port=args.port).start()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    server = EmbeddedAWS(port=args.port, root=args.root, state_dir=args.state_dir, region=args.region).start()
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
