@@ -270,7 +270,8 @@ def up(root: Path | str | None = None, *, port: int | None = None, progress=None
     log = open(state_dir / "server.log", "ab")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "modelwerk.local.server", "--port", str(port)],
+        [sys.executable, "-m", "modelwerk.local.server", "--port", str(port), "--root", str(root),
+         "--state-dir", str(_records_dir(root)), "--region", region],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env,
         cwd=root,
     )
@@ -409,7 +410,7 @@ def start(root: Path | str | None = None) -> LocalState:
         return running
     region, accounts = _accounts(root)
     _clear_dependent_records(root)
-    _in_process = EmbeddedAWS(port=free_port()).start()
+    _in_process = EmbeddedAWS(port=free_port(), root=root, state_dir=_records_dir(root), region=region).start()
     state = LocalState(endpoint_url=_in_process.endpoint_url, region=region, accounts=accounts, pid=os.getpid(),
                        root=str(root))
     state = replace(state, credentials=_dev_credentials(state))

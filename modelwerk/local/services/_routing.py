@@ -22,6 +22,8 @@ from urllib.parse import parse_qs
 
 log = logging.getLogger("modelwerk.local")
 
+#: Local-only controls of the services (:attr:`Service.controls`).
+CONTROL_PREFIX = "/modelwerk-api/"
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/[^/]+/([^/]+)/([^/]+)/")
 
 
@@ -111,11 +113,14 @@ class Service:
     """One AWS service the embedded AWS runs (a part of it: moto answers the rest).
 
     ``start(context)`` and ``stop()`` run background work (schedules, evaluators, workers) while the server runs.
+    ``controls`` are local-only requests in the spirit of moto's ``/moto-api/`` (fire a schedule now, evaluate the
+    alarms now): ``POST /modelwerk-api/<service>/<name>`` with a JSON body, answered with JSON.
     """
 
     name: str
     handlers: dict[str, Handler]
     routes: tuple[Route, ...] = ()
+    controls: dict[str, Callable[[dict[str, Any]], Any]] = field(default_factory=dict)
     start: Callable[[Any], None] | None = None
     stop: Callable[[], None] | None = None
 
@@ -178,6 +183,8 @@ class LocalServices:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         body = _read_body(environ)
+        if environ.get("PATH_INFO", "").startswith(CONTROL_PREFIX):
+            return self._control(environ, body, start_response)
         identified = self._identify(environ, body)
         if identified is None:
             return self.moto_app(environ, start_response)
@@ -197,6 +204,22 @@ class LocalServices:
             log.error("%s.%s failed: %s", service, operation, traceback.format_exc())
             return _error(start_response, protocol, AwsError("InternalFailure", f"{type(error).__name__}: {error}",
                                                              500), request_id)
+
+    def _control(self, environ: dict[str, Any], body: bytes, start_response: Any) -> Any:
+        service, _, name = environ["PATH_INFO"][len(CONTROL_PREFIX):].partition("/")
+        control = self.services[service].controls.get(name) if service in self.services else None
+        if control is None or environ.get("REQUEST_METHOD") != "POST":
+            return _respond(start_response, 404, json.dumps({"message": f"no control {environ['PATH_INFO']}; "
+                                                                        "see docs/local-mode.md"}).encode(),
+                            {"Content-Type": "application/json"})
+        try:
+            answer = control(json.loads(body or b"{}"))
+            return _respond(start_response, 200, json.dumps(answer, default=str).encode(),
+                            {"Content-Type": "application/json"})
+        except (AwsError, ValueError, KeyError) as error:
+            message = error.message if isinstance(error, AwsError) else f"{type(error).__name__}: {error}"
+            return _respond(start_response, 400, json.dumps({"message": message}).encode(),
+                            {"Content-Type": "application/json"})
 
     def _call(self, environ: dict[str, Any], body: bytes, service: str, operation: str, operation_model: Any,
               path_params: dict[str, str], protocol: str) -> Call:
