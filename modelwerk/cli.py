@@ -47,6 +47,15 @@ def _table(rows: list[tuple[str, Any]]) -> str:
 
 
 # -- local ------------------------------------------------------------------------------------------------------------
+def _point_at_local_mode() -> None:
+    """The CLI's one concession to local mode: in a checkout whose local mode runs, and where nothing else was
+    chosen (``AWS_PROFILE``, ``AWS_ENDPOINT_URL``), the verbs reach the embedded AWS through the profiles that
+    ``local up`` wrote. The verbs themselves never know."""
+    from modelwerk import local
+
+    local.activate_if_running()
+
+
 def _local_up(args: argparse.Namespace, out: _Output) -> None:
     from modelwerk import local
 
@@ -531,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     out = _Output(getattr(args, "json", False))
     try:
+        _point_at_local_mode()
         code = args.run(args, out)
     except ModelwerkError as error:
         print(f"modelwerk: {error}", file=sys.stderr)

@@ -3,6 +3,11 @@
 Order: an explicit argument > ``MODELWERK_ENV`` > the SSM parameters the stacks publish under ``/modelwerk/<env>/``
 > the nearest ``cdk.json``. In a SageMaker Studio notebook SSM answers (no checkout needed); on a laptop with local
 mode running, the embedded AWS answers the same SSM calls; with neither, a checkout's cdk.json still gives the names.
+
+Every environment is reached through its AWS profile (``modelwerk-<env>``, or the ``profile`` cdk.json names) when the
+AWS configuration has one, else with the credentials at hand: on AWS a profile per account (``role_arn`` +
+``source_profile``), locally the profiles ``modelwerk local up`` writes, which differ only in their ``endpoint_url``
+(docs/adr/0007-one-code-path.md).
 """
 
 from __future__ import annotations
@@ -32,8 +37,6 @@ class Platform:
     source: str  # "ssm" or "cdk.json"
     parameters: dict[str, str]
     contracts: dict[str, Contract]
-    local: bool = False
-    endpoint_url: str | None = None
     project: str = PROJECT
     _extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -78,28 +81,47 @@ class Platform:
     def contract_parameter(self, use_case: str) -> str:
         return f"{naming.ssm_prefix(self.project, self.env)}use-cases/{use_case}/contract"
 
+    @property
+    def local(self) -> bool:  # transitional: removed once every verb calls only the APIs
+        return bool(os.environ.get("MODELWERK_LOCAL_ROOT"))
+
+    @property
+    def endpoint_url(self) -> str | None:  # transitional, as ``local``
+        return self.session().client("s3").meta.endpoint_url if self.local else None
+
     def session(self) -> Any:
-        """A boto3 session in this environment's account. On AWS the credentials at hand are the environment's own;
-        locally, dev is the embedded AWS's default account and the others are reached with an assumed role."""
-        return _session(self.env, self.local)
+        """A boto3 session in this environment's account: its profile where the AWS configuration has one, else
+        the credentials at hand."""
+        return session(self.env)
 
 
-def _session(env: str, local: bool) -> Any:
+def profile_name(env: str) -> str:
+    """The AWS profile of ``env``: cdk.json's ``profile`` for it, else ``modelwerk-<env>``."""
+    from modelwerk import settings
+
+    try:
+        return settings.load().environment(env).profile_name
+    except ConfigurationError:
+        return f"{PROJECT}-{env}"
+
+
+def session(env: str) -> Any:
+    """A boto3 session in the account of ``env``; see the module's notes."""
     import boto3
+    import botocore.session
 
-    if local and env != DEFAULT_ENV:
-        from modelwerk import local as local_mode
-
-        return local_mode.session(env)
+    name = profile_name(env)
+    if os.environ.get("AWS_PROFILE") == name or name in botocore.session.Session().available_profiles:
+        return boto3.Session(profile_name=name)
     return boto3.Session()
 
 
-def _from_ssm(env: str, project: str, local: bool) -> dict[str, str] | None:
+def _from_ssm(env: str, project: str) -> dict[str, str] | None:
     from botocore.exceptions import BotoCoreError, ClientError
 
     prefix = naming.ssm_prefix(project, env)
     try:
-        ssm = _session(env, local).client("ssm")
+        ssm = session(env).client("ssm")
         values: dict[str, str] = {}
         for page in ssm.get_paginator("get_parameters_by_path").paginate(Path=prefix, Recursive=True):
             for parameter in page["Parameters"]:
@@ -132,35 +154,32 @@ def _from_checkout(env: str) -> tuple[dict[str, str], dict[str, Contract], str]:
 
 def resolve(env: str | None = None, *, refresh: bool = False) -> Platform:
     """The platform of ``env`` (default: ``MODELWERK_ENV``, else dev)."""
-    from modelwerk.local import activate_if_running
-
     env = env or os.environ.get("MODELWERK_ENV") or DEFAULT_ENV
-    local_state = activate_if_running()
     if refresh:
         _resolve_cached.cache_clear()
-    return _resolve_cached(env, local_state.endpoint_url if local_state else None)
+    return _resolve_cached(env, _where())
+
+
+def _where() -> tuple[str | None, ...]:
+    """What decides which AWS answers (the cache key): the profile and endpoint settings of this process."""
+    return tuple(os.environ.get(name) for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_ENDPOINT_URL",
+                                                   "AWS_ACCESS_KEY_ID"))
 
 
 @lru_cache(maxsize=8)
-def _resolve_cached(env: str, endpoint_url: str | None) -> Platform:
+def _resolve_cached(env: str, where: tuple[str | None, ...]) -> Platform:
     project = os.environ.get("MODELWERK_PROJECT", PROJECT)
-    parameters = _from_ssm(env, project, endpoint_url is not None)
+    parameters = _from_ssm(env, project)
     if parameters:
         contracts = {
             name.split("/")[1]: Contract.from_json(value)
             for name, value in parameters.items()
             if name.startswith("use-cases/") and name.endswith("/contract")
         }
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
+        region = session(env).region_name or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
         log.debug("configuration of %s from SSM", env)
         return Platform(env=env, region=region, source="ssm", parameters=parameters, contracts=contracts,
-                        local=endpoint_url is not None, endpoint_url=endpoint_url, project=project)
-    if endpoint_url is not None:
-        from modelwerk.local import LOCAL_STAGES
-
-        hint = ("run 'modelwerk local down' then 'modelwerk local up'" if env in LOCAL_STAGES
-                else f"promoting a version to it deploys it ('modelwerk promote --to {env}')")
-        raise ConfigurationError(f"local mode runs but the {env} environment is not deployed in it; {hint}")
+                        project=project)
     values, contracts, region = _from_checkout(env)
     log.info("configuration of %s from cdk.json (no SSM parameters reachable)", env)
     return Platform(env=env, region=region, source="cdk.json", parameters=values, contracts=contracts,

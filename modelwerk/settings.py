@@ -2,6 +2,10 @@
 
 ``app.py`` reads it once to build the stages; the library reads the same file when it runs from a checkout. Both go
 through this module, so a typo in ``cdk.json`` fails the same way in ``cdk synth`` and in a notebook.
+
+Each section is a validated model that refuses unknown keys (pydantic, ``extra="forbid"``) and checks its values in
+named ``_validate_*`` methods; :func:`_parse` turns pydantic's errors into one :class:`ConfigurationError` sentence
+that names the setting and what is allowed.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from modelwerk.core.contract import Contract
 from modelwerk.errors import ConfigurationError
@@ -34,18 +40,53 @@ _INSTANCE_STORAGE = re.compile(r"^ml\.[a-z]+\d+[a-z]*d[a-z]*\.")
 MAX_WAIT_SECONDS = 3600
 
 
-def _integer(owner: str, name: str, value: Any, low: int, high: int | None = None) -> int:
-    """``value`` as an int within [low, high], else a ConfigurationError naming the setting."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigurationError(f"{owner}: {name} must be a whole number, not {value!r}")
+class _Settings(BaseModel):
+    """A section of cdk.json: immutable, strict about types (no "yes" for true), no unknown keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, arbitrary_types_allowed=True)
+
+
+#: How pydantic's type errors read in a ConfigurationError.
+_TYPE_WORDS = {"int_type": "a whole number", "bool_type": "true or false", "string_type": "a string",
+               "float_type": "a number", "dict_type": "an object", "list_type": "a list", "tuple_type": "a list",
+               "model_type": "an object of settings"}
+
+
+def _parse(model: type[_Settings], owner: str, doc: Any, **extra: Any) -> Any:
+    """``model`` validated from ``doc`` (plus ``extra`` fields the caller knows), or one ConfigurationError."""
+    if not isinstance(doc, Mapping):
+        raise ConfigurationError(f"{owner} in cdk.json must be an object of settings, not {doc!r}")
+    try:
+        return model.model_validate({**doc, **extra})
+    except ValidationError as error:
+        raise ConfigurationError(_message(model, owner, error)) from None
+
+
+def _message(model: type[_Settings], owner: str, error: ValidationError) -> str:
+    problems = error.errors()
+    unknown = sorted(str(p["loc"][0]) for p in problems if p["type"] == "extra_forbidden")
+    if unknown:
+        allowed = sorted(name for name in model.model_fields if name not in ("name", "contract"))
+        return f"{owner} in cdk.json has unknown setting(s) {unknown}; allowed: {allowed}"
+    first = problems[0]
+    field = ".".join(str(part) for part in first["loc"])
+    if first["type"] in _TYPE_WORDS:
+        return f"{owner}: {field} must be {_TYPE_WORDS[first['type']]}, not {first['input']!r}"
+    if first["type"] == "missing":
+        return f"{owner} needs {field!r}"
+    message = str(first.get("ctx", {}).get("error") or first["msg"])
+    return message if message.startswith(owner) else f"{owner}: {message}"
+
+
+def _within(name: str, value: int, low: int, high: int | None = None) -> int:
+    """``value`` within [low, high], else a ValueError naming the setting (pydantic collects it)."""
     if value < low or (high is not None and value > high):
         bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise ConfigurationError(f"{owner}: {name} must be {bounds}, not {value}")
+        raise ValueError(f"{name} must be {bounds}, not {value}")
     return value
 
 
-@dataclass(frozen=True)
-class EndpointSettings:
+class EndpointSettings(_Settings):
     """One SageMaker endpoint of an environment (``endpoints.<name>`` of the environment in cdk.json).
 
     name: the key; the endpoint's name in SageMaker (letters, digits, single hyphens, at most 63 characters).
@@ -90,51 +131,44 @@ class EndpointSettings:
     @classmethod
     def from_dict(cls, environment: str, name: str, doc: Any) -> "EndpointSettings":
         owner = f"endpoint {name!r} of environment {environment!r}"
-        if not isinstance(doc, Mapping):
-            raise ConfigurationError(f"{owner} in cdk.json must be an object of settings, not {doc!r}")
-        allowed = set(cls.__dataclass_fields__) - {"name"}
-        unknown = sorted(set(doc) - allowed)
-        if unknown:
-            raise ConfigurationError(
-                f"{owner} in cdk.json has unknown setting(s) {unknown}; allowed: {sorted(allowed)}")
         if not isinstance(name, str) or not _ENDPOINT_NAME.match(name):
             raise ConfigurationError(
                 f"endpoint name {name!r} of environment {environment!r} is not a SageMaker endpoint name (letters, "
                 "digits and single hyphens, at most 63 characters)")
-        if not isinstance(doc.get("use_case"), str) or not doc["use_case"]:
+        if isinstance(doc, Mapping) and (not isinstance(doc.get("use_case"), str) or not doc["use_case"]):
             raise ConfigurationError(f"{owner} needs a 'use_case'")
-        endpoint = cls(name=name, **doc)
-        endpoint._check(owner)
-        return endpoint
+        return _parse(cls, owner, doc, name=name)
 
-    def _check(self, owner: str) -> None:
-        if not isinstance(self.multi_model, bool):
-            raise ConfigurationError(f"{owner}: multi_model must be true or false")
-        if not isinstance(self.instance_type, str) or not self.instance_type.startswith("ml."):
-            raise ConfigurationError(f"{owner}: instance_type {self.instance_type!r} is not a SageMaker instance type")
+    @model_validator(mode="after")
+    def _validate_instances(self) -> "EndpointSettings":
+        if not self.instance_type.startswith("ml."):
+            raise ValueError(f"instance_type {self.instance_type!r} is not a SageMaker instance type")
         if _INSTANCE_STORAGE.match(self.instance_type):
-            raise ConfigurationError(
-                f"{owner}: instance_type {self.instance_type} has local NVMe storage, which cannot be encrypted with "
-                "the serving key; choose a family without the 'd' (e.g. ml.m5.large)")
-        low = _integer(owner, "min_instances", self.min_instances, 1)
-        high = _integer(owner, "max_instances", self.max_instances, low)
-        _integer(owner, "initial_instance_count", self.initial_instance_count, low, high)
-        _integer(owner, "invocations_per_instance", self.invocations_per_instance, 1)
-        _integer(owner, "capture_sampling_percent", self.capture_sampling_percent, 0, 100)
+            raise ValueError(
+                f"instance_type {self.instance_type} has local NVMe storage, which cannot be encrypted with the "
+                "serving key; choose a family without the 'd' (e.g. ml.m5.large)")
+        low = _within("min_instances", self.min_instances, 1)
+        high = _within("max_instances", self.max_instances, low)
+        _within("initial_instance_count", self.initial_instance_count, low, high)
+        _within("invocations_per_instance", self.invocations_per_instance, 1)
+        _within("capture_sampling_percent", self.capture_sampling_percent, 0, 100)
+        return self
+
+    @model_validator(mode="after")
+    def _validate_deployment(self) -> "EndpointSettings":
         if self.traffic_routing not in TRAFFIC_ROUTINGS:
-            raise ConfigurationError(
-                f"{owner}: traffic_routing must be one of {list(TRAFFIC_ROUTINGS)}, not {self.traffic_routing!r}")
+            raise ValueError(f"traffic_routing must be one of {list(TRAFFIC_ROUTINGS)}, not {self.traffic_routing!r}")
         low_step = 10 if self.traffic_routing == "linear" else 1
         high_step = 100 if self.traffic_routing == "all_at_once" else 50
-        _integer(owner, "canary_percent", self.canary_percent, low_step, high_step)
-        _integer(owner, "wait_seconds", self.wait_seconds, 0, MAX_WAIT_SECONDS)
-        _integer(owner, "bake_seconds", self.bake_seconds, 0, MAX_WAIT_SECONDS)
-        _integer(owner, "max_latency_ms", self.max_latency_ms, 1)
-        _integer(owner, "max_5xx_errors", self.max_5xx_errors, 1)
+        _within("canary_percent", self.canary_percent, low_step, high_step)
+        _within("wait_seconds", self.wait_seconds, 0, MAX_WAIT_SECONDS)
+        _within("bake_seconds", self.bake_seconds, 0, MAX_WAIT_SECONDS)
+        _within("max_latency_ms", self.max_latency_ms, 1)
+        _within("max_5xx_errors", self.max_5xx_errors, 1)
+        return self
 
 
-@dataclass(frozen=True)
-class EnvironmentConfig:
+class EnvironmentConfig(_Settings):
     """One deployment environment (an AWS account and region).
 
     ``kind`` is ``workload`` (dev, staging, prod: data lake, pipelines, endpoints) or ``registry`` (the shared model
@@ -145,13 +179,16 @@ class EnvironmentConfig:
     environment's SageMaker endpoints by name (:class:`EndpointSettings`; default none). ``retraining_environment``:
     in an environment that serves but does not train, the training environment its "needs retraining" alarms
     start the pipelines of (default: the only training environment; required when there are several).
+    ``profile``: the AWS profile (``~/.aws/config``) whose credentials reach this environment's account (default
+    ``modelwerk-<name>`` where such a profile exists, else the credentials at hand); ``modelwerk local up`` writes
+    these profiles for the local accounts.
     """
 
     name: str
     account: str
     region: str
     kind: str = "workload"
-    availability_zones: tuple[str, ...] = ()
+    availability_zones: tuple[str, ...] = Field(default=(), strict=False)
     vpc_cidr: str = "10.0.0.0/16"
     landing_expiry_days: int = 7
     quarantine_expiry_days: int = 30
@@ -161,51 +198,58 @@ class EnvironmentConfig:
     retraining_schedule: str | None = None
     processing_instance_type: str = "ml.m5.large"
     training_instance_type: str = "ml.m5.large"
-    endpoints: dict[str, EndpointSettings] = field(default_factory=dict)
+    endpoints: dict[str, EndpointSettings] = Field(default_factory=dict)
     retraining_environment: str | None = None
+    profile: str | None = None
 
     @classmethod
     def from_dict(cls, name: str, doc: Mapping[str, Any]) -> "EnvironmentConfig":
-        allowed = set(cls.__dataclass_fields__) - {"name"}
-        unknown = sorted(set(doc) - allowed)
-        if unknown:
-            raise ConfigurationError(f"environment {name!r} in cdk.json has unknown setting(s) {unknown}; allowed: {sorted(allowed)}")
+        owner = f"environment {name!r}"
+        if not isinstance(doc, Mapping):
+            raise ConfigurationError(f"{owner} in cdk.json must be an object of settings, not {doc!r}")
         for required in ("account", "region"):
             if required not in doc:
                 raise ConfigurationError(f"environment {name!r} in cdk.json needs {required!r}")
-        account = str(doc["account"])
-        if not (len(account) == 12 and account.isdigit()):
-            raise ConfigurationError(f"environment {name!r}: account {account!r} must be a 12-digit AWS account id")
-        if doc.get("kind", "workload") not in ("workload", "registry"):
-            raise ConfigurationError(f"environment {name!r}: kind must be 'workload' or 'registry'")
-        values = dict(doc)
-        values["account"] = account
-        values["availability_zones"] = tuple(doc.get("availability_zones", ()))
         endpoints = doc.get("endpoints") or {}
         if not isinstance(endpoints, Mapping):
-            raise ConfigurationError(f"environment {name!r}: endpoints must be an object of endpoint name -> settings")
-        values["endpoints"] = {key: EndpointSettings.from_dict(name, key, value) for key, value in endpoints.items()}
-        env = cls(name=name, **values)
-        if env.training and env.kind != "workload":
-            raise ConfigurationError(f"environment {name!r}: only a workload environment can run training pipelines")
-        if env.endpoints and env.kind != "workload":
-            raise ConfigurationError(f"environment {name!r}: only a workload environment hosts endpoints")
-        if env.kind == "workload" and len(env.availability_zones) < 2:
-            raise ConfigurationError(f"environment {name!r}: list at least two availability_zones for its VPC")
-        return env
+            raise ConfigurationError(f"{owner}: endpoints must be an object of endpoint name -> settings")
+        values = {**doc, "account": str(doc["account"]),
+                  "endpoints": {key: EndpointSettings.from_dict(name, key, value) for key, value in endpoints.items()}}
+        return _parse(cls, owner, values, name=name)
+
+    @model_validator(mode="after")
+    def _validate_account(self) -> "EnvironmentConfig":
+        if not (len(self.account) == 12 and self.account.isdigit()):
+            raise ValueError(f"account {self.account!r} must be a 12-digit AWS account id")
+        if self.kind not in ("workload", "registry"):
+            raise ValueError("kind must be 'workload' or 'registry'")
+        return self
+
+    @model_validator(mode="after")
+    def _validate_workload(self) -> "EnvironmentConfig":
+        if self.training and self.kind != "workload":
+            raise ValueError("only a workload environment can run training pipelines")
+        if self.endpoints and self.kind != "workload":
+            raise ValueError("only a workload environment hosts endpoints")
+        if self.kind == "workload" and len(self.availability_zones) < 2:
+            raise ValueError("list at least two availability_zones for its VPC")
+        return self
+
+    @property
+    def profile_name(self) -> str:
+        """The AWS profile that reaches this environment's account (``profile``, else ``modelwerk-<name>``)."""
+        return self.profile or f"modelwerk-{self.name}"
 
 
 #: The metric a use case's quality gate reads by default, per task.
 DEFAULT_QUALITY_METRIC = {"classification": "f1", "regression": "r2"}
-USE_CASE_SETTINGS = ("folder", "quality_metric", "quality_threshold", "hyperparameters", "monitoring")
 #: How a drift alarm treats a window without data (CloudWatch's TreatMissingData values).
 NO_DATA_TREATMENTS = ("notBreaching", "breaching", "ignore", "missing")
 #: Quality alarms the monitor can raise: metric -> direction (``min``: alarm below, ``max``: alarm above).
 QUALITY_ALARMS = {"min_accuracy": "Accuracy", "min_f1": "F1", "max_rmse": "RMSE", "max_mae": "MAE"}
 
 
-@dataclass(frozen=True)
-class MonitoringConfig:
+class MonitoringConfig(_Settings):
     """The drift monitor's settings of a use case (``"monitoring"`` of the use case in cdk.json).
 
     schedule: how often each of the use case's endpoints is monitored (default ``rate(1 hour)``).
@@ -223,40 +267,44 @@ class MonitoringConfig:
     max_psi: float = 0.2
     drift_periods: int = 1
     no_data: str = "notBreaching"
-    quality: dict[str, float] = field(default_factory=dict)
+    quality: dict[str, float] = Field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, use_case: str, doc: Mapping[str, Any] | None) -> "MonitoringConfig":
-        doc = dict(doc or {})
-        owner = f"use case {use_case!r}: monitoring"
-        unknown = sorted(set(doc) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigurationError(f"{owner} has unknown setting(s) {unknown}; allowed: "
-                                     f"{sorted(cls.__dataclass_fields__)}")
-        config = cls(**doc)
-        if not isinstance(config.schedule, str) or not config.schedule.startswith(("rate(", "cron(")):
-            raise ConfigurationError(f"{owner}: schedule must be an EventBridge rate(...) or cron(...) expression")
-        for name, minimum in (("window_minutes", 1), ("drift_periods", 1)):
-            value = getattr(config, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ConfigurationError(f"{owner}: {name} must be a whole number of at least {minimum}")
-        if isinstance(config.max_psi, bool) or not isinstance(config.max_psi, (int, float)) or config.max_psi <= 0:
-            raise ConfigurationError(f"{owner}: max_psi must be a positive number")
-        if config.no_data not in NO_DATA_TREATMENTS:
-            raise ConfigurationError(f"{owner}: no_data must be one of {list(NO_DATA_TREATMENTS)}")
-        bad = sorted(set(config.quality) - set(QUALITY_ALARMS))
+        return _parse(cls, f"use case {use_case!r}: monitoring", doc or {})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _validate_numbers(cls, doc: Any) -> Any:
+        """Strict types, except that a whole number is a number (``max_psi: 1``)."""
+        if isinstance(doc, Mapping) and isinstance(doc.get("max_psi"), int) and not isinstance(doc["max_psi"], bool):
+            doc = {**doc, "max_psi": float(doc["max_psi"])}
+        if isinstance(doc, Mapping) and isinstance(doc.get("quality"), Mapping):
+            doc = {**doc, "quality": {k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+                                      for k, v in doc["quality"].items()}}
+        return doc
+
+    @model_validator(mode="after")
+    def _validate_monitoring(self) -> "MonitoringConfig":
+        if not self.schedule.startswith(("rate(", "cron(")):
+            raise ValueError("schedule must be an EventBridge rate(...) or cron(...) expression")
+        for name in ("window_minutes", "drift_periods"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1")
+        if self.max_psi <= 0:
+            raise ValueError("max_psi must be a positive number")
+        if self.no_data not in NO_DATA_TREATMENTS:
+            raise ValueError(f"no_data must be one of {list(NO_DATA_TREATMENTS)}")
+        bad = sorted(set(self.quality) - set(QUALITY_ALARMS))
         if bad:
-            raise ConfigurationError(f"{owner}: quality thresholds {bad} unknown; allowed: {sorted(QUALITY_ALARMS)}")
-        for name, value in config.quality.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigurationError(f"{owner}: quality {name} must be a number")
-        return config
+            raise ValueError(f"quality thresholds {bad} unknown; allowed: {sorted(QUALITY_ALARMS)}")
+        return self
 
 
-@dataclass(frozen=True)
-class UseCaseConfig:
+class UseCaseConfig(_Settings):
     """One use case: a folder under ``sagemaker_pipelines/`` holding its contract, and its training settings.
 
+    folder: the use case's folder, relative to the checkout (its ``contract.json`` declares the use case).
     quality_metric / quality_threshold: the gate a new version must pass to be registered (a metric of the
     evaluate step's ``evaluation.json``; default f1 for classification, r2 for regression, threshold 0.5).
     hyperparameters: training hyperparameters that differ from the training script's defaults.
@@ -268,12 +316,33 @@ class UseCaseConfig:
     contract: Contract
     quality_metric: str = ""
     quality_threshold: float = 0.5
-    hyperparameters: dict[str, Any] = field(default_factory=dict)
-    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+
+    @classmethod
+    def from_dict(cls, name: str, doc: Any, root: Path) -> "UseCaseConfig":
+        owner = f"use case {name!r}"
+        if not isinstance(doc, Mapping):
+            raise ConfigurationError(f"{owner} in cdk.json must be an object of settings, not {doc!r}")
+        if not isinstance(doc.get("folder"), str):
+            raise ConfigurationError(f"{owner} in cdk.json needs a 'folder' under sagemaker_pipelines/")
+        folder = root / doc["folder"]
+        contract_file = folder / "contract.json"
+        if not contract_file.is_file():
+            raise ConfigurationError(f"{owner}: {contract_file} not found; every use case folder holds a contract.json")
+        contract = Contract.load(contract_file)
+        if contract.use_case != name:
+            raise ConfigurationError(f"{owner}: {contract_file} declares use_case {contract.use_case!r}")
+        threshold = doc.get("quality_threshold", 0.5)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise ConfigurationError(f"{owner}: quality_threshold must be a number, not {threshold!r}")
+        values = {**doc, "folder": folder, "contract": contract, "quality_threshold": float(threshold),
+                  "quality_metric": str(doc.get("quality_metric") or DEFAULT_QUALITY_METRIC.get(contract.task, "f1")),
+                  "monitoring": MonitoringConfig.from_dict(name, doc.get("monitoring"))}
+        return _parse(cls, owner, values, name=name)
 
 
-@dataclass(frozen=True)
-class MlflowConfig:
+class MlflowConfig(_Settings):
     """Experiment tracking (``modelwerk:mlflow`` in cdk.json).
 
     managed_tracking_server: deploy a SageMaker managed MLflow tracking server in the registry account (default
@@ -286,17 +355,13 @@ class MlflowConfig:
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> "MlflowConfig":
-        allowed = set(cls.__dataclass_fields__)
-        unknown = sorted(set(doc) - allowed)
-        if unknown:
-            raise ConfigurationError(
-                f"{MLFLOW_KEY} in cdk.json has unknown setting(s) {unknown}; allowed: {sorted(allowed)}")
-        config = cls(**doc)
-        if not isinstance(config.managed_tracking_server, bool):
-            raise ConfigurationError(f"{MLFLOW_KEY}: managed_tracking_server must be true or false")
-        if config.tracking_server_size not in TRACKING_SERVER_SIZES:
-            raise ConfigurationError(f"{MLFLOW_KEY}: tracking_server_size must be one of {list(TRACKING_SERVER_SIZES)}")
-        return config
+        return _parse(cls, MLFLOW_KEY, doc)
+
+    @model_validator(mode="after")
+    def _validate_size(self) -> "MlflowConfig":
+        if self.tracking_server_size not in TRACKING_SERVER_SIZES:
+            raise ValueError(f"tracking_server_size must be one of {list(TRACKING_SERVER_SIZES)}")
+        return self
 
 
 @dataclass(frozen=True)
@@ -385,28 +450,8 @@ def parse_context(context: Mapping[str, Any], root: Path) -> PlatformConfig:
     registries = [e.name for e in environments.values() if e.kind == "registry"]
     if len(registries) != 1:
         raise ConfigurationError(f"cdk.json must declare exactly one registry environment, found {registries}")
-    use_cases = {}
-    for name, doc in (context.get(USE_CASES_KEY) or {}).items():
-        unknown = sorted(set(doc) - set(USE_CASE_SETTINGS))
-        if unknown:
-            raise ConfigurationError(
-                f"use case {name!r} in cdk.json has unknown setting(s) {unknown}; allowed: {list(USE_CASE_SETTINGS)}")
-        folder = root / doc["folder"]
-        contract_file = folder / "contract.json"
-        if not contract_file.is_file():
-            raise ConfigurationError(f"use case {name!r}: {contract_file} not found; every use case folder holds a contract.json")
-        contract = Contract.load(contract_file)
-        if contract.use_case != name:
-            raise ConfigurationError(f"use case {name!r}: {contract_file} declares use_case {contract.use_case!r}")
-        threshold = doc.get("quality_threshold", 0.5)
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-            raise ConfigurationError(f"use case {name!r}: quality_threshold must be a number, not {threshold!r}")
-        use_cases[name] = UseCaseConfig(
-            name=name, folder=folder, contract=contract,
-            quality_metric=str(doc.get("quality_metric") or DEFAULT_QUALITY_METRIC.get(contract.task, "f1")),
-            quality_threshold=float(threshold), hyperparameters=dict(doc.get("hyperparameters") or {}),
-            monitoring=MonitoringConfig.from_dict(name, doc.get("monitoring")),
-        )
+    use_cases = {name: UseCaseConfig.from_dict(name, doc, root)
+                 for name, doc in (context.get(USE_CASES_KEY) or {}).items()}
     for environment in environments.values():
         named = environment.retraining_environment
         if named is not None:

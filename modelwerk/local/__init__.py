@@ -107,29 +107,71 @@ def read_state(root: Path | str | None = None) -> LocalState | None:
     return state if is_healthy(state.endpoint_url) else None
 
 
-def activate(state: LocalState) -> None:
-    """Point every AWS client of this process (and its subprocesses) at the embedded AWS."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
-        os.environ.pop(name, None)
-    os.environ.update({
-        "AWS_ENDPOINT_URL": state.endpoint_url,
-        "AWS_ACCESS_KEY_ID": state.credentials["AccessKeyId"],
-        "AWS_SECRET_ACCESS_KEY": state.credentials["SecretAccessKey"],
-        "AWS_DEFAULT_REGION": state.region,
-        "AWS_REGION": state.region,
-        "MODELWERK_LOCAL_ROOT": state.root,
-    })
+def profiles_file(root: Path | str) -> Path:
+    """The AWS configuration ``local up`` writes: a profile per local environment (``docs/adr/0007``)."""
+    return _state_dir(Path(root)) / "aws-config"
+
+
+#: The profile that holds the embedded AWS's default credentials; the environments' profiles assume roles from it.
+SOURCE_PROFILE = "modelwerk-local"
+
+
+def write_profiles(state: LocalState) -> Path:
+    """One AWS profile per environment of cdk.json, as a user keeps them for AWS (``role_arn`` + ``source_profile``),
+    pointing at the embedded AWS: the only difference from AWS is the endpoint URL. Any client reads them:
+    ``AWS_CONFIG_FILE=<this file> AWS_PROFILE=modelwerk-prod aws s3 ls``."""
+    config = settings_module.load(state.root)
+    services = "modelwerk-local-services"
+    lines = [f"[profile {SOURCE_PROFILE}]", f"region = {state.region}", f"endpoint_url = {state.endpoint_url}",
+             f"services = {services}", f"aws_access_key_id = {DEFAULT_CREDENTIALS['AccessKeyId']}",
+             f"aws_secret_access_key = {DEFAULT_CREDENTIALS['SecretAccessKey']}", ""]
+    for name, environment in config.environments.items():
+        lines += [f"[profile {environment.profile_name}]", f"region = {state.region}",
+                  f"endpoint_url = {state.endpoint_url}", f"services = {services}"]
+        if environment.account == DEFAULT_ACCOUNT:
+            lines += [f"aws_access_key_id = {DEFAULT_CREDENTIALS['AccessKeyId']}",
+                      f"aws_secret_access_key = {DEFAULT_CREDENTIALS['SecretAccessKey']}"]
+        else:
+            lines += [f"role_arn = arn:aws:iam::{environment.account}:role/{LOCAL_ROLE_NAME}",
+                      f"source_profile = {SOURCE_PROFILE}", f"role_session_name = modelwerk-local-{name}"]
+        lines.append("")
+    lines.append(f"[services {services}]")
     if state.runtime_url:
-        os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = state.runtime_url
-    if state.credentials.get("SessionToken"):
-        os.environ["AWS_SESSION_TOKEN"] = state.credentials["SessionToken"]
+        lines += ["sagemaker_runtime =", f"  endpoint_url = {state.runtime_url}"]
+    path = profiles_file(state.root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+    return path
+
+
+def environment_variables(state: LocalState, env: str = "dev") -> dict[str, str]:
+    """What a shell exports to reach ``env``'s account of the embedded AWS (``modelwerk local env``)."""
+    config = settings_module.load(state.root)
+    return {"AWS_CONFIG_FILE": str(profiles_file(state.root)),
+            "AWS_PROFILE": config.environment(env).profile_name, "AWS_REGION": state.region,
+            "AWS_DEFAULT_REGION": state.region}
+
+
+def activate(state: LocalState) -> None:
+    """Point every AWS client of this process (and its subprocesses) at the embedded AWS, through dev's profile."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ACCESS_KEY_ID",
+                 "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"):
+        os.environ.pop(name, None)
+    if not profiles_file(state.root).is_file():
+        write_profiles(state)
+    os.environ.update(environment_variables(state))
+    os.environ["MODELWERK_LOCAL_ROOT"] = state.root
 
 
 def activate_if_running(root: Path | str | None = None) -> LocalState | None:
-    """Use the embedded AWS when it runs for this checkout and nothing else was chosen (``AWS_ENDPOINT_URL``)."""
+    """Use the embedded AWS when it runs for this checkout and nothing else was chosen (``AWS_PROFILE``,
+    ``AWS_ENDPOINT_URL``)."""
     if os.environ.get("MODELWERK_LOCAL", "1") == "0":
         return None
-    if os.environ.get("AWS_ENDPOINT_URL") and not os.environ.get("MODELWERK_LOCAL_ROOT"):
+    if (os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_PROFILE")) and not os.environ.get(
+            "MODELWERK_LOCAL_ROOT"):
         return None
     state = read_state(root)
     if state is not None:
@@ -243,6 +285,7 @@ def _write_state(root: Path, state: LocalState) -> None:
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     partial.write_text(json.dumps(asdict(state), indent=1))
     os.replace(partial, path)
+    write_profiles(state)
 
 
 def _accounts(root: Path) -> tuple[str, dict[str, str]]:
@@ -373,10 +416,18 @@ def down(root: Path | str | None = None) -> bool:
                 pass
     path.unlink(missing_ok=True)
     _clear_dependent_records(root)
-    if os.environ.get("AWS_ENDPOINT_URL") == state.endpoint_url:
-        for name in ("AWS_ENDPOINT_URL", "MODELWERK_LOCAL_ROOT", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"):
-            os.environ.pop(name, None)
+    _deactivate(state)
     return was_running
+
+
+def _deactivate(state: LocalState | None, root: Path | None = None) -> None:
+    """Forget the embedded AWS in this process's environment, if :func:`activate` pointed at it."""
+    config = str(profiles_file(state.root if state else root))
+    if os.environ.get("AWS_CONFIG_FILE") == config or (state and os.environ.get("AWS_ENDPOINT_URL") == state.endpoint_url):
+        for name in ("AWS_CONFIG_FILE", "AWS_PROFILE", "AWS_ENDPOINT_URL", "MODELWERK_LOCAL_ROOT",
+                     "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"):
+            os.environ.pop(name, None)
+    Path(config).unlink(missing_ok=True)
 
 
 def status(root: Path | str | None = None) -> dict[str, Any]:
@@ -435,5 +486,4 @@ def stop(root: Path | str | None = None) -> None:
         _in_process = None
     path.unlink(missing_ok=True)
     _clear_dependent_records(root)
-    for name in ("AWS_ENDPOINT_URL", "MODELWERK_LOCAL_ROOT"):
-        os.environ.pop(name, None)
+    _deactivate(None, root)
