@@ -88,6 +88,19 @@ def _local_status(args: argparse.Namespace, out: _Output) -> None:
     out.result(status, human)
 
 
+def _local_env(args: argparse.Namespace, out: _Output) -> None:
+    import shlex
+
+    from modelwerk import local
+    from modelwerk.errors import LocalModeError
+
+    state = local.read_state()
+    if state is None:
+        raise LocalModeError("local mode is not running: start it with 'modelwerk local up'")
+    variables = local.environment_variables(state, args.env or os.environ.get("MODELWERK_ENV") or "dev")
+    out.result(variables, lambda p: "\n".join(f"export {k}={shlex.quote(v)}" for k, v in p.items()))
+
+
 # -- data -------------------------------------------------------------------------------------------------------------
 def _data_generate(args: argparse.Namespace, out: _Output) -> None:
     from modelwerk import data
@@ -368,6 +381,9 @@ def _parser() -> argparse.ArgumentParser:
     up.set_defaults(run=_local_up)
     local.add_parser("down", parents=[common], help="stop it and discard its state").set_defaults(run=_local_down)
     local.add_parser("status", parents=[common], help="is it running, what is deployed").set_defaults(run=_local_status)
+    env_verb = local.add_parser("env", parents=[common],
+                                help="the exports that point a shell's AWS clients (the AWS CLI, boto3) at one account")
+    env_verb.set_defaults(run=_local_env)
 
     data = verbs.add_parser("data", help="generate, ingest, prepare, query").add_subparsers(dest="action", required=True)
     generate = data.add_parser("generate", parents=[common], help="write a deterministic synthetic file")

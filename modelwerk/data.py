@@ -1,21 +1,14 @@
 """Data verbs: generate, ingest, prepare, query, read curated snapshots.
 
-Each verb runs the deployed component, wherever the platform is: on AWS the ingestion Lambda reacts to the upload
-and the Glue job prepares; in local mode the same Lambda handler runs in-process on the same event and the same
-job script runs with Spark in local mode. The library only uploads, starts, waits and reads.
+Each verb runs the deployed component through AWS's APIs: the ingestion Lambda reacts to the upload (S3 ->
+EventBridge -> Lambda) and writes its ledger, the Glue job prepares (``StartJobRun``). Locally the embedded AWS runs
+the same function and the same job script (Spark in local mode). The library only uploads, starts, waits and reads.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
-import tempfile
-import time
-import uuid
-import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -26,13 +19,13 @@ from modelwerk.core import layout
 from modelwerk.errors import ExecutionFailedError, NotFoundError, TimeoutError, ValidationError
 from modelwerk.platform import Platform, resolve
 from modelwerk.query import query  # noqa: F401  (re-exported: modelwerk.data.query)
+from modelwerk.waiting import poll
 
 Progress = Callable[[str], None]
 
 INGEST_COUNTS = ("rows_in", "rows_accepted", "rows_quarantined", "files_quarantined")
-#: Glue's own job parameters are hyphenated (--enable-metrics, --extra-py-files); the job's own are snake_case.
-_GLUE_SYSTEM_ARGUMENT_PREFIXES = ("--enable-", "--extra-", "--job-", "--TempDir", "--conf", "--datalake-",
-                                  "--additional-", "--python-modules-installer-option", "--user-jars-first")
+#: Glue's job run states that end a run.
+_GLUE_FINISHED = ("SUCCEEDED", "FAILED", "ERROR", "TIMEOUT", "STOPPED")
 
 
 # -- generate ---------------------------------------------------------------------------------------------------------
@@ -63,62 +56,36 @@ def generate(use_case: str, *, rows: int, out: str | Path, seed: int = 0, drift:
 
 
 # -- ingest -----------------------------------------------------------------------------------------------------------
-def _object_created_event(platform: Platform, bucket: str, key: str, size: int, etag: str,
-                          version_id: str | None) -> dict[str, Any]:
-    """An S3 "Object Created" event exactly as EventBridge delivers it."""
-    import boto3
-
-    account = boto3.client("sts").get_caller_identity()["Account"]
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Object Created",
-        "source": "aws.s3",
-        "account": account,
-        "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": platform.region,
-        "resources": [f"arn:aws:s3:::{bucket}"],
-        "detail": {
-            "version": "0",
-            "bucket": {"name": bucket},
-            "object": {"key": key, "size": size, "etag": etag.strip('"'),
-                       **({"version-id": version_id} if version_id else {}), "sequencer": uuid.uuid4().hex[:18]},
-            "request-id": uuid.uuid4().hex[:16].upper(),
-            "requester": account,
-            "source-ip-address": "127.0.0.1",
-            "reason": "PutObject",
-        },
-    }
-
-
 def _wait_for_ledger(platform: Platform, use_case: str, key: str, content_sha256: str, timeout: float) -> dict[str, Any]:
-    import boto3
-
-    s3 = boto3.client("s3")
+    """The ingestion function's ledger entry for this upload, once it wrote one."""
+    s3 = platform.session().client("s3")
     ledger_key = layout.ledger_key(use_case, key, content_sha256)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def read() -> dict[str, Any] | None:
         try:
             return json.loads(s3.get_object(Bucket=platform.bucket("raw"), Key=ledger_key)["Body"].read())
         except s3.exceptions.NoSuchKey:
-            time.sleep(2)
-    raise TimeoutError(f"the ingestion of s3://{platform.bucket('landing')}/{key} did not finish within {timeout:.0f} s; "
-                       "check the ingestion Lambda's logs and its dead-letter queue")
+            return None
+
+    try:
+        return poll(read, lambda entry: entry is not None, timeout=timeout, cap=2.0,
+                    what=f"the ingestion of s3://{platform.bucket('landing')}/{key}")
+    except TimeoutError:
+        raise TimeoutError(f"the ingestion of s3://{platform.bucket('landing')}/{key} did not finish within "
+                           f"{timeout:.0f} s; check the ingestion Lambda's logs and its dead-letter queue") from None
 
 
 def ingest(use_case: str, files: Iterable[str | Path], *, env: str | None = None, timeout: float = 900,
            progress: Progress | None = None) -> dict[str, Any]:
     """Land ``files`` for ``use_case`` and return the ingestion counts (rows in = accepted + quarantined).
 
-    Each file is uploaded to the landing zone; the ingestion Lambda checks it against the use case's contract.
-    Locally the Lambda's handler runs in-process on the same EventBridge event; on AWS this waits for its ledger.
+    Each file is uploaded to the landing zone; the ingestion Lambda, started by the upload's EventBridge event,
+    checks it against the use case's contract and writes a ledger entry, which this waits for.
 
     Example
     -------
     >>> modelwerk.data.ingest("pump-health", ["pumps.csv"])["rows_accepted"]
     """
-    import boto3
-
     platform = resolve(env)
     platform.contract(use_case)
     paths = [Path(f) for f in files]
@@ -127,7 +94,7 @@ def ingest(use_case: str, files: Iterable[str | Path], *, env: str | None = None
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise ValidationError(f"file(s) not found: {', '.join(missing)}; check the path(s) and try again")
-    s3 = boto3.client("s3")
+    s3 = platform.session().client("s3")
     landing = platform.bucket("landing")
     totals: dict[str, Any] = {name: 0 for name in INGEST_COUNTS}
     totals.update(reasons={}, files=[])
@@ -136,18 +103,8 @@ def ingest(use_case: str, files: Iterable[str | Path], *, env: str | None = None
         key = f"{use_case}/{path.name}"
         if progress:
             progress(f"ingesting {path.name}")
-        put = s3.put_object(Bucket=landing, Key=key, Body=data)
-        if platform.local:
-            from modelwerk.local import events
-
-            event = _object_created_event(platform, landing, key, len(data), put["ETag"], put.get("VersionId"))
-            deliveries = events.put_event(event)
-            results = [d.result for d in deliveries if isinstance(d.result, dict)]
-            if not results:
-                raise ExecutionFailedError("no ingestion function answered the upload; run 'modelwerk local up' again")
-            record = results[0]
-        else:
-            record = _wait_for_ledger(platform, use_case, key, hashlib.sha256(data).hexdigest(), timeout)
+        s3.put_object(Bucket=landing, Key=key, Body=data)
+        record = _wait_for_ledger(platform, use_case, key, hashlib.sha256(data).hexdigest(), timeout)
         if record.get("status") == "already_ingested":
             # The ledger holds the first ingestion's counts; this upload added nothing.
             totals["files"].append({"file": str(path), "status": "already_ingested",
@@ -163,72 +120,26 @@ def ingest(use_case: str, files: Iterable[str | Path], *, env: str | None = None
 
 
 # -- prepare ----------------------------------------------------------------------------------------------------------
-def _download_s3_url(url: str, target: Path) -> Path:
-    import boto3
-
-    bucket, _, key = url.removeprefix("s3://").partition("/")
-    target.write_bytes(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
-    return target
-
-
-def _run_job_locally(platform: Platform, job_name: str, progress: Progress | None) -> dict[str, Any]:
-    """Run the deployed Glue job's script as a local process (Spark local mode) with its deployed arguments."""
-    import boto3
-
-    job = boto3.client("glue").get_job(JobName=job_name)["Job"]
-    arguments = job.get("DefaultArguments", {})
-    with tempfile.TemporaryDirectory(prefix="modelwerk-job-") as work:
-        work_dir = Path(work)
-        script = _download_s3_url(job["Command"]["ScriptLocation"], work_dir / "job.py")
-        python_path = [str(work_dir)]
-        for url in filter(None, arguments.get("--extra-py-files", "").split(",")):
-            archive = _download_s3_url(url, work_dir / Path(url).name)
-            if zipfile.is_zipfile(archive):
-                python_path.append(str(archive))
-        command = [sys.executable, str(script)]
-        for name, value in arguments.items():
-            if not name.startswith(_GLUE_SYSTEM_ARGUMENT_PREFIXES) and name[2:].replace("_", "").isalnum():
-                command += [name, value]
-        command += ["--local", "--work_dir", str(work_dir / "spark")]
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(python_path + [os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-            "PYSPARK_PYTHON": sys.executable,
-            "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),  # Spark stays on loopback
-        }
-        if progress:
-            progress(f"running {job_name} with Spark in local mode")
-        result = subprocess.run(command, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        tail = "\n".join(result.stderr.strip().splitlines()[-8:])
-        raise ExecutionFailedError(f"the preparation job {job_name} failed (exit {result.returncode}):\n{tail}")
-    for line in reversed(result.stdout.strip().splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    raise ExecutionFailedError(f"the preparation job {job_name} printed no report")
-
-
-def _run_job_on_glue(platform: Platform, use_case: str, job_name: str, timeout: float,
-                     progress: Progress | None) -> dict[str, Any]:
-    import boto3
-
-    glue = boto3.client("glue")
-    s3 = boto3.client("s3")
-    started = datetime.now(timezone.utc)
+def _run_job(platform: Platform, use_case: str, job_name: str, timeout: float,
+             progress: Progress | None) -> dict[str, Any]:
+    """Start the deployed Glue job, wait for it, and read the report it wrote under the curated zone's ``_runs/``."""
+    glue = platform.session().client("glue")
+    s3 = platform.session().client("s3")
+    started = datetime.now(timezone.utc).replace(microsecond=0)
     run_id = glue.start_job_run(JobName=job_name)["JobRunId"]
-    deadline = time.monotonic() + timeout
-    while True:
-        run = glue.get_job_run(JobName=job_name, RunId=run_id)["JobRun"]
-        state = run["JobRunState"]
-        if progress:
-            progress(f"{job_name}: {state}")
-        if state == "SUCCEEDED":
-            break
-        if state in ("FAILED", "ERROR", "TIMEOUT", "STOPPED"):
-            raise ExecutionFailedError(f"the preparation job {job_name} ended {state}: {run.get('ErrorMessage', '')}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the preparation job {job_name} run {run_id} is still {state} after {timeout:.0f} s")
-        time.sleep(15)
+    states: list[str] = []
+
+    def report(run: dict[str, Any]) -> None:
+        if progress and (not states or states[-1] != run["JobRunState"]):
+            progress(f"{job_name}: {run['JobRunState']}")
+        states.append(run["JobRunState"])
+
+    run = poll(lambda: glue.get_job_run(JobName=job_name, RunId=run_id)["JobRun"],
+               lambda r: r["JobRunState"] in _GLUE_FINISHED, timeout=timeout, on_poll=report,
+               what=f"the preparation job {job_name} run {run_id}")
+    if run["JobRunState"] != "SUCCEEDED":
+        raise ExecutionFailedError(f"the preparation job {job_name} ended {run['JobRunState']}: "
+                                   f"{run.get('ErrorMessage', '')}")
     listing = s3.list_objects_v2(Bucket=platform.bucket("curated"), Prefix=f"_runs/{use_case}/")
     reports = [o for o in listing.get("Contents", []) if o["LastModified"] >= started]
     if not reports:
@@ -249,11 +160,7 @@ def prepare(use_case: str, *, env: str | None = None, timeout: float = 3600,
     """
     platform = resolve(env)
     platform.contract(use_case)
-    job_name = platform.preparation_job(use_case)
-    if platform.local:
-        report = _run_job_locally(platform, job_name, progress)
-    else:
-        report = _run_job_on_glue(platform, use_case, job_name, timeout, progress)
+    report = _run_job(platform, use_case, platform.preparation_job(use_case), timeout, progress)
     return {
         "rows_in": int(report["rows_in"]),
         "rows_out": int(report["rows_out"]),
@@ -268,11 +175,9 @@ def prepare(use_case: str, *, env: str | None = None, timeout: float = 3600,
 # -- snapshots --------------------------------------------------------------------------------------------------------
 def snapshot_manifest(use_case: str, snapshot_id: str | None = None, *, env: str | None = None) -> dict[str, Any]:
     """The manifest of a data snapshot (default: the ``latest`` one that ``prepare`` moved)."""
-    import boto3
-
     platform = resolve(env)
     platform.contract(use_case)
-    s3 = boto3.client("s3")
+    s3 = platform.session().client("s3")
     bucket = platform.bucket("curated")
     prefix = layout.snapshot_prefix(use_case)
     try:
@@ -295,12 +200,10 @@ def read_curated(use_case: str, snapshot_id: str | None = None, *, env: str | No
     -------
     >>> frame = modelwerk.data.read_curated("pump-health")
     """
-    import boto3
-
     from modelwerk.core.snapshot import read_snapshot_objects
 
     manifest = snapshot_manifest(use_case, snapshot_id, env=env)
-    s3 = boto3.client("s3")
+    s3 = resolve(env).session().client("s3")
 
     def fetch(key: str, version_id: str | None) -> bytes:
         args = {"Bucket": manifest["bucket"], "Key": key}

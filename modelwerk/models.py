@@ -7,10 +7,10 @@ pipeline execution). Approving a version is what starts its promotion: SageMaker
 State Change" event, which the promotion pipeline listens to.
 
 Where the registry is
-    On AWS a data scientist works in the dev account; the group's resource policy lets dev read and update versions
-    across accounts, so the default session calls SageMaker with the group's ARN. Locally the registry is another
-    account of the embedded AWS, reached by assuming a role (``modelwerk.local.session("registry")``), and the library
-    dispatches the state change event itself, as SageMaker would (:mod:`modelwerk.local.events`).
+    In the registry account, reached through the registry environment's profile where the AWS configuration has one
+    (locally, the one ``modelwerk local up`` writes), else with the credentials at hand: on AWS the group's resource
+    policy lets dev read and update versions across accounts by the group's ARN. SageMaker emits the state change
+    event itself (so does the embedded AWS).
 
 Example
 -------
@@ -27,10 +27,9 @@ import html
 import json
 import logging
 import re
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from modelwerk import naming
@@ -47,12 +46,6 @@ PROMOTED_TO_PROD_AT = promotion_marks.PROMOTED_TO_PROD_AT
 ROLLED_BACK_FROM_PROD_AT = promotion_marks.ROLLED_BACK_FROM_PROD_AT
 #: The EventBridge detail-type SageMaker gives a model package's state change.
 STATE_CHANGE = "SageMaker Model Package State Change"
-#: What the state change event's ``detail`` carries of a package (AWS documents the event with these fields).
-EVENT_DETAIL_FIELDS = (
-    "ModelPackageGroupName", "ModelPackageVersion", "ModelPackageArn", "ModelPackageName", "ModelPackageDescription",
-    "CreationTime", "InferenceSpecification", "ModelPackageStatus", "ModelPackageStatusDetails",
-    "CertifyForMarketplace", "ModelApprovalStatus", "MetadataProperties", "ModelMetrics", "LastModifiedTime",
-)
 #: How many versions are read at once (each is a describe call and up to two small S3 reads).
 _READ_WORKERS = 8
 _PACKAGE_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:([a-z0-9-]+):(\d{12}):model-package/([^/]+)/(\d+)$")
@@ -64,8 +57,7 @@ class ModelVersion:
 
     ``metrics`` come from the version's ``evaluation.json`` (name → value, None when undefined); ``lineage`` names the
     three versioned artifacts' origins (``code_commit``, ``data_snapshot_id``, ``pipeline_execution_arn``,
-    ``baseline_uri``); ``input_schema`` is what a request to the model carries, in CSV column order. ``deliveries``
-    holds what a local approval's event reached (empty on AWS, where SageMaker emits the event).
+    ``baseline_uri``); ``input_schema`` is what a request to the model carries, in CSV column order.
     ``promoted_to_prod_at`` and ``rolled_back_from_prod_at`` are when a promotion put the version into prod and when a
     rollback took it out (ISO 8601 UTC, kept in the registry with the version).
     """
@@ -83,7 +75,6 @@ class ModelVersion:
     approval_description: str | None = None
     promoted_to_prod_at: str | None = None
     rolled_back_from_prod_at: str | None = None
-    deliveries: tuple[Any, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def in_prod_history(self) -> bool:
@@ -121,14 +112,12 @@ class ModelVersion:
 class Registry(NamedTuple):
     """How to reach a use case's group: SageMaker and S3 clients, and the group's ARN.
 
-    ``session`` is the boto3 session of the registry account in local mode (its EventBridge gets the state change
-    events), None on AWS; ``contract`` is the use case's contract (it types the inputs an older lineage file lists).
+    ``contract`` is the use case's contract (it types the inputs an older lineage file lists).
     """
 
     sagemaker: Any
     s3: Any
     group: str
-    session: Any = None
     contract: Any = None
 
 
@@ -136,30 +125,17 @@ def registry(use_case: str, *, env: str | None = None) -> Registry:
     """The clients and group identifier every verb of this module uses for ``use_case``.
 
     The group's ARN comes from the ``use-cases/<use case>/model-package-group-arn`` parameter the dev training stack
-    publishes, else from the registry account the checkout's cdk.json (or local mode) names.
+    publishes, else from the registry account the checkout's cdk.json names.
     """
-    import boto3
-
-    from modelwerk.platform import resolve
+    from modelwerk.platform import resolve, session_for_account
 
     platform = resolve(env)
     contract = platform.contract(use_case)  # an unknown use case fails here, naming the known ones
     published = platform.parameters.get(f"use-cases/{use_case}/model-package-group-arn")
-    if platform.local:
-        from modelwerk import local
-        from modelwerk.errors import LocalModeError
-
-        state = local.read_state()
-        if state is None:
-            raise LocalModeError("local mode stopped; start it again with 'modelwerk local up'")
-        session = local.session("registry", state)
-        group = published or naming.model_package_group_arn(platform.project, use_case, state.accounts["registry"],
-                                                            state.region)
-        return Registry(session.client("sagemaker", endpoint_url=state.endpoint_url),
-                        session.client("s3", endpoint_url=state.endpoint_url), group, session, contract)
     group = published or _group_arn_from_checkout(platform.env, use_case)
-    return Registry(boto3.client("sagemaker", region_name=group.split(":")[3]), boto3.client("s3"), group,
-                    None, contract)
+    session = session_for_account(group.split(":")[4])
+    return Registry(session.client("sagemaker", region_name=group.split(":")[3]), session.client("s3"), group,
+                    contract)
 
 
 def _group_arn_from_checkout(env: str, use_case: str) -> str:
@@ -368,15 +344,8 @@ def _decide(use_case: str, version: int | str, status: str, reason: str | None, 
     description = reason if reason is not None else package.get("ApprovalDescription")
     if description is not None:
         update["ApprovalDescription"] = description
-    if package.get("CustomerMetadataProperties"):
-        # Sent again: the embedded AWS's UpdateModelPackage drops what it is not given; AWS keeps them either way.
-        update["CustomerMetadataProperties"] = package["CustomerMetadataProperties"]
     reg.sagemaker.update_model_package(**update)
-    changed = _describe(reg, arn)
-    result = _from_package(use_case, reg, changed)
-    if reg.session is not None:
-        result = replace(result, deliveries=tuple(_dispatch_locally(reg, changed)))
-    return result
+    return _from_package(use_case, reg, _describe(reg, arn))
 
 
 def prod_version(use_case: str, *, env: str | None = None) -> ModelVersion | None:
@@ -398,48 +367,8 @@ def record_promotion(use_case: str, version: int | str, *, env: str | None = Non
     pipeline's last action runs on AWS)."""
     reg = registry(use_case, env=env)
     arn = _find_arn(use_case, reg, version)
-    try:  # the embedded AWS's UpdateModelPackage resets what it is not given; AWS keeps it
-        package = promotion_marks.record(reg.sagemaker, arn, resend_approval=reg.session is not None, **marks)
+    try:
+        package = promotion_marks.record(reg.sagemaker, arn, **marks)
     except promotion_marks.MarkError as error:
         raise ValidationError(f"record_promotion: {error}") from None
     return _from_package(use_case, reg, package)
-
-
-def _plain(value: Any) -> Any:
-    """boto3's answer as an event carries it: timestamps as ISO 8601 UTC strings."""
-    if isinstance(value, datetime):
-        moment = value.astimezone(timezone.utc) if value.tzinfo else value
-        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def state_change_event(package: dict[str, Any]) -> dict[str, Any]:
-    """The EventBridge event SageMaker emits when ``package`` (a DescribeModelPackage answer) changes state, in the
-    registry account and region that own it."""
-    arn = package["ModelPackageArn"]
-    _, _, _, region, account, _ = arn.split(":", 5)
-    detail = {name: _plain(package[name]) for name in EVENT_DETAIL_FIELDS if name in package}
-    detail.setdefault("ModelPackageName", package.get("ModelPackageGroupName"))
-    detail.setdefault("Tags", {})
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": STATE_CHANGE,
-        "source": "aws.sagemaker",
-        "account": account,
-        "time": _plain(datetime.now(timezone.utc)),
-        "region": region,
-        "resources": [arn],
-        "detail": detail,
-    }
-
-
-def _dispatch_locally(reg: Registry, package: dict[str, Any]) -> list[Any]:
-    """Locally nobody emits SageMaker's event: route it through the registry account's rules and the subscribers."""
-    from modelwerk.local import events
-
-    return events.put_event(state_change_event(package), session=reg.session, stage="registry")

@@ -1,12 +1,11 @@
 """Monitoring: how far an endpoint's traffic has drifted from its version's baseline, how good its predictions are
 against ground truth, and whether that needs retraining.
 
-``run`` invokes the environment's drift monitor function with the scheduled event its schedule sends (locally: the
-function's handler from its code asset, in this process, with the environment's account's credentials, on the
-capture files in the embedded S3), then reports the endpoint's monitoring alarms. Locally the alarms are judged by
-the local alarm evaluator in that account; an alarm that goes to ALARM notifies the environment's on-call topic and,
-through the retraining rule, starts the use case's pipeline with the local executor: in the environment itself when
-it trains, else in the training environment its alarms are forwarded to (prod's alarm starts dev's pipeline).
+``run`` invokes the environment's drift monitor function (``lambda:Invoke``) with the scheduled event its schedule
+sends, then reports the endpoint's monitoring alarms as CloudWatch holds them. CloudWatch judges those alarms at
+their period's end: one that goes to ALARM notifies the environment's on-call topic and, through the retraining
+rule, starts the use case's pipeline: in the environment itself when it trains, else in the training environment
+its alarms are forwarded to (prod's alarm starts dev's pipeline). The embedded AWS does the same.
 ``feedback`` uploads ground truth keyed by the inference ids callers gave (``InferenceId``).
 
 Example
@@ -24,7 +23,6 @@ import datetime as _dt
 import hashlib
 import html
 import json
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,70 +110,23 @@ def run(endpoint: str, *, env: str | None = None, at: _dt.datetime | None = None
     at = at or _dt.datetime.now(_dt.timezone.utc)
     minutes = window_minutes or settings.window_minutes
     function = naming.drift_monitor_function_name(platform.project, platform.env)
-    started = time.time()
-    if platform.local:
-        from modelwerk import local
-        from modelwerk.local import lambdas
-
-        state = local.read_state()
-        account = state.accounts[platform.env]
-        event = scheduled_event(endpoint, minutes, at, account, state.region,
-                                f"arn:aws:events:{state.region}:{account}:rule/{function}")
-        registry_role = f"arn:aws:iam::{state.accounts['registry']}:role/{local.LOCAL_ROLE_NAME}"
-        report = lambdas.invoke(function, event, stage=platform.env, environment={"REGISTRY_ROLE_ARN": registry_role})
-        alarms, retraining = _evaluate_locally(platform, use_case, alarm_names(endpoint, settings.quality), started)
-    else:
-        import boto3
-
-        identity = boto3.client("sts").get_caller_identity()["Account"]
-        region = boto3.session.Session().region_name or "eu-central-1"
-        event = scheduled_event(endpoint, minutes, at, identity, region,
-                                f"arn:aws:events:{region}:{identity}:rule/{function}")
-        answer = boto3.client("lambda").invoke(FunctionName=function, Payload=json.dumps(event).encode())
-        report = json.loads(answer["Payload"].read())
-        if answer.get("FunctionError"):
-            raise ValidationError(f"the drift monitor failed: {report.get('errorMessage', report)}")
-        described = boto3.client("cloudwatch").describe_alarms(
-            AlarmNames=alarm_names(endpoint, settings.quality), AlarmTypes=["MetricAlarm", "CompositeAlarm"])
-        alarms = [{"name": a["AlarmName"], "state": a["StateValue"]}
-                  for a in [*described["MetricAlarms"], *described["CompositeAlarms"]]]
-        retraining = None  # EventBridge starts it from the composite alarm, asynchronously
+    session = platform.session()
+    account = session.client("sts").get_caller_identity()["Account"]
+    region = session.region_name or platform.region
+    event = scheduled_event(endpoint, minutes, at, account, region, f"arn:aws:events:{region}:{account}:rule/{function}")
+    answer = session.client("lambda").invoke(FunctionName=function, Payload=json.dumps(event).encode())
+    report = json.loads(answer["Payload"].read())
+    if answer.get("FunctionError"):
+        raise ValidationError(f"the drift monitor failed: {report.get('errorMessage', report)}")
+    described = session.client("cloudwatch").describe_alarms(
+        AlarmNames=alarm_names(endpoint, settings.quality), AlarmTypes=["MetricAlarm", "CompositeAlarm"])
+    alarms = [{"name": a["AlarmName"], "state": a["StateValue"]}
+              for a in [*described["MetricAlarms"], *described["CompositeAlarms"]]]
+    retraining = None  # CloudWatch judges the alarms and EventBridge starts the retraining, asynchronously
     return MonitorResult(endpoint=endpoint, window=report["window"], rows=report["rows"],
                          bad_lines=report["bad_lines"], features=report["features"], worst=report["worst"],
                          quality=report.get("quality"), report_uri=report.get("report_uri"), alarms=alarms,
                          retraining_execution_arn=retraining, distributions=report.get("distributions") or {})
-
-
-def _evaluate_locally(platform: Any, use_case: str, names: list[str],
-                      since: float) -> tuple[list[dict[str, str]], str | None]:
-    """The alarms judged in the environment's account, and the execution their retraining rule started, if one did:
-    in whichever account's pipeline the rule (or the rule the alarm was forwarded to) names."""
-    from modelwerk import local, pipelines
-    from modelwerk.local.alarms import AlarmEvaluator
-
-    state = local.read_state()
-    evaluator = AlarmEvaluator(platform.session(), records_dir=local._records_dir(Path(state.root)))
-    transitions = evaluator.evaluate(names)
-    targets = [action.split(" -> ", 1)[1] for t in transitions for action in t.actions_run if " -> " in action]
-    started = [arn for arn in targets if ":sagemaker:" in arn and ":pipeline/" in arn]
-    alarms = [{"name": name, "state": evaluator.state(name)} for name in names]
-    retraining = None
-    if started:
-        account = started[0].split(":")[4]
-        env = next((name for name, number in state.accounts.items() if number == account), platform.env)
-        recent = [e for e in pipelines.executions(use_case, env=env, limit=5)
-                  if e.started_at is None or _epoch(e.started_at) >= since - 1]
-        retraining = recent[0].execution_arn if recent else None
-    return alarms, retraining
-
-
-def _epoch(value: Any) -> float:
-    if isinstance(value, _dt.datetime):
-        return value.timestamp()
-    try:
-        return _dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
 
 
 # -- ground truth ------------------------------------------------------------------------------------------------------

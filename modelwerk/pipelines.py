@@ -1,8 +1,9 @@
-"""Run a use case's training pipeline and follow its executions: on SageMaker, or locally with the same definition.
+"""Run a use case's training pipeline and follow its executions through SageMaker Pipelines' API.
 
-In local mode the definition is read back from the embedded SageMaker (what the dev stage deployed) and run by the
-local executor; on AWS, SageMaker Pipelines runs it. Either way a finished execution is logged to experiment
-tracking (:mod:`modelwerk.tracking`) with its parameters, the evaluate step's metrics and its step durations.
+``StartPipelineExecution`` runs the definition the training stack deployed (locally the embedded AWS runs the same
+definition); a run that waits shows each step's progress (``ListPipelineExecutionSteps``), and a finished execution
+is logged to experiment tracking (:mod:`modelwerk.tracking`) with its parameters, the evaluate step's metrics and
+its step durations.
 
 Example
 -------
@@ -15,18 +16,14 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from modelwerk.core.layout import snapshot_prefix
-from modelwerk.errors import ExecutionFailedError, NotFoundError, TimeoutError, ValidationError
-from modelwerk.platform import Platform, resolve
+from modelwerk.errors import NotFoundError, ValidationError
+from modelwerk.platform import Platform, resolve, session_for_account
+from modelwerk.waiting import poll
 
 __all__ = ["PipelineExecution", "definition", "describe", "executions", "run"]
 
@@ -113,11 +110,9 @@ def _parse_overrides(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def _deployed(platform: Platform, use_case: str) -> tuple[str, dict[str, Any]]:
     """(pipeline ARN, definition) of the use case's deployed pipeline (``DescribePipeline``)."""
-    import boto3
-
     name = _pipeline_name(platform, use_case)
     try:
-        described = boto3.client("sagemaker").describe_pipeline(PipelineName=name)
+        described = platform.session().client("sagemaker").describe_pipeline(PipelineName=name)
     except Exception as exc:  # noqa: BLE001 - botocore's errors, reworded
         raise NotFoundError(f"pipeline {name} is not deployed ({exc}); deploy the training stack") from None
     return described["PipelineArn"], json.loads(described["PipelineDefinition"])
@@ -130,12 +125,11 @@ def definition(use_case: str, *, env: str | None = None) -> dict[str, Any]:
 
 def _check_snapshot(platform: Platform, use_case: str, snapshot_id: str) -> None:
     """The snapshot (or the ``latest`` pointer) must exist in the curated zone before an execution starts."""
-    import boto3
     from botocore.exceptions import ClientError
 
     bucket = platform.bucket("curated")
     key = f"{snapshot_prefix(use_case)}{snapshot_id}.json"
-    s3 = boto3.client("s3")
+    s3 = platform.session().client("s3")
     try:
         s3.head_object(Bucket=bucket, Key=key)
         return
@@ -157,17 +151,44 @@ def run(use_case: str, parameters: Mapping[str, Any] | None = None, *, wait: boo
     Raises :class:`ValidationError` for an unknown parameter or a bad value and :class:`NotFoundError` for an
     unknown snapshot, before anything starts. A failed execution is returned (``status == "Failed"``), not raised.
     """
-    from modelwerk.local.pipeline_executor import resolve_parameters
+    from botocore.exceptions import ClientError
 
     platform = resolve(env)
     overrides = _parse_overrides(parameters)
-    pipeline_arn, doc = _deployed(platform, use_case)
-    resolve_parameters(doc, overrides)  # unknown names, values of the wrong type: refused before anything starts
+    _, doc = _deployed(platform, use_case)
+    known = {p["Name"] for p in doc.get("Parameters", [])}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValidationError(f"{use_case}'s pipeline has no parameter(s) {unknown}; it takes {sorted(known)}")
     snapshot = str(overrides.get(SNAPSHOT_PARAMETER) or _default(doc, SNAPSHOT_PARAMETER) or "latest")
     _check_snapshot(platform, use_case, snapshot)
-    if platform.local:
-        return _run_locally(use_case, pipeline_arn, doc, overrides, wait=wait, progress=progress)
-    return _run_on_sagemaker(platform, use_case, overrides, wait=wait, progress=progress, timeout=timeout)
+    sagemaker = platform.session().client("sagemaker")
+    try:
+        started = sagemaker.start_pipeline_execution(
+            PipelineName=_pipeline_name(platform, use_case),
+            PipelineParameters=[{"Name": k, "Value": str(v)} for k, v in overrides.items()])
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ValidationException":
+            raise ValidationError(f"{use_case}'s pipeline refused the parameters: "
+                                  f"{error.response['Error']['Message']}") from None
+        raise
+    arn = started["PipelineExecutionArn"]
+    if not wait:
+        return _describe(platform, use_case, arn)
+    seen: dict[str, str] = {}
+
+    def report(execution: PipelineExecution) -> None:
+        for step in execution.steps:
+            if progress and seen.get(step.name) != step.status:
+                took = f" in {step.seconds:.1f} s" if step.status in FINISHED else ""
+                progress(f"{step.name}: {step.status}{took}{' (cached)' if step.cache_hit else ''}")
+            seen[step.name] = step.status
+
+    execution = poll(lambda: _describe(platform, use_case, arn), lambda e: e.status in FINISHED, timeout=timeout,
+                     what=f"execution {arn} (follow it with 'modelwerk pipeline describe --use-case {use_case} "
+                          f"{arn.rsplit('/', 1)[-1]}')", on_poll=report)
+    _track(execution)
+    return execution
 
 
 def _default(doc: Mapping[str, Any], name: str) -> Any:
@@ -175,130 +196,30 @@ def _default(doc: Mapping[str, Any], name: str) -> Any:
 
 
 def executions(use_case: str, *, env: str | None = None, limit: int = 50) -> list[PipelineExecution]:
-    """The use case's executions, newest first."""
+    """The use case's executions, newest first, however they were started (a person, a schedule, an alarm)."""
     platform = resolve(env)
-    name = _pipeline_name(platform, use_case)
-    if platform.local:
-        folder = _records_dir() / name
-        found = [_from_record(use_case, p.parent) for p in folder.glob("*/execution.json")]
-        return sorted(found, key=lambda e: e.started_at or "", reverse=True)[:limit]
-    import boto3
-
-    sagemaker = boto3.client("sagemaker")
-    summaries = sagemaker.list_pipeline_executions(PipelineName=name, SortBy="CreationTime", SortOrder="Descending",
-                                                   MaxResults=min(limit, 100))["PipelineExecutionSummaries"]
-    return [_describe_on_sagemaker(use_case, s["PipelineExecutionArn"]) for s in summaries]
+    sagemaker = platform.session().client("sagemaker")
+    summaries = sagemaker.list_pipeline_executions(
+        PipelineName=_pipeline_name(platform, use_case), SortBy="CreationTime", SortOrder="Descending",
+        MaxResults=min(limit, 100))["PipelineExecutionSummaries"]
+    return [_describe(platform, use_case, s["PipelineExecutionArn"]) for s in summaries]
 
 
 def describe(use_case: str, execution: str, *, env: str | None = None) -> PipelineExecution:
     """One execution, by ARN or id."""
+    from botocore.exceptions import ClientError
+
     platform = resolve(env)
-    name = _pipeline_name(platform, use_case)
     execution_id = execution.rsplit("/", 1)[-1]
-    if platform.local:
-        folder = _records_dir() / name / execution_id
-        if not (folder / "execution.json").is_file():
-            raise NotFoundError(f"{use_case} has no execution {execution_id}; 'modelwerk pipeline list --use-case "
-                                f"{use_case}' shows them")
-        return _from_record(use_case, folder)
     if not execution.startswith("arn:"):
         execution = f"{_deployed(platform, use_case)[0]}/execution/{execution_id}"
-    return _describe_on_sagemaker(use_case, execution)
-
-
-# -- local --------------------------------------------------------------------------------------------------------
-
-
-def _records_dir() -> Path:
-    from modelwerk import local
-
-    return local._records_dir(Path(os.environ.get("MODELWERK_LOCAL_ROOT") or local._root(None))) / "runs"
-
-
-def _clients(service: str, account: str | None) -> Any:
-    """Clients of the embedded AWS: the pipeline's own account (dev), or another account (the registry)."""
-    import boto3
-
-    from modelwerk import local
-
-    state = local.read_state()
-    if account is None or state is None or account == state.accounts.get("dev"):
-        return boto3.client(service)
-    env = next((name for name, number in state.accounts.items() if number == account), None)
-    if env is None:
-        raise ExecutionFailedError(f"account {account} is not one of the local environments {state.accounts}")
-    return local.session(env, state).client(service)
-
-
-def _executor(doc: Mapping[str, Any], pipeline_arn: str, on_step: Any = None) -> Any:
-    from modelwerk.local.pipeline_executor import PipelineExecutor
-
-    return PipelineExecutor(doc, pipeline_arn=pipeline_arn, records_dir=_records_dir(), clients=_clients,
-                            on_step=on_step)
-
-
-def _run_locally(use_case: str, pipeline_arn: str, doc: Mapping[str, Any], overrides: Mapping[str, Any], *,
-                 wait: bool, progress: Progress | None) -> PipelineExecution:
-    def on_step(record: Any) -> None:
-        if progress:
-            took = f" in {record.seconds:.1f} s" if record.status != "Executing" else ""
-            cached = " (cached)" if record.cache_hit else ""
-            progress(f"{record.name}: {record.status}{took}{cached}")
-
-    executor = _executor(doc, pipeline_arn, on_step)
-    started = executor.start(overrides)
-    folder = Path(started.record_dir)
-    (folder / "definition.json").write_text(json.dumps(doc), encoding="utf-8")
-    (folder / "use_case").write_text(use_case, encoding="utf-8")
-    if not wait:
-        # The execution goes on in its own process, as on SageMaker; its record shows how far it got.
-        log = open(folder / "executor.log", "ab")
-        subprocess.Popen([sys.executable, "-m", "modelwerk.pipelines", "resume", str(folder)], stdout=log,
-                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        return _from_record(use_case, folder)
-    finished = executor.resume(started)
-    return _finish_locally(use_case, finished)
-
-
-def _finish_locally(use_case: str, finished: Any) -> PipelineExecution:
-    execution = _from_record(use_case, Path(finished.record_dir))
-    _track(execution, artifacts={"logs": Path(finished.record_dir) / "logs"})
-    return execution
-
-
-def _resume(folder: Path) -> None:
-    from modelwerk.local import activate_if_running
-    from modelwerk.local.pipeline_executor import load_execution
-
-    activate_if_running()
-    doc = json.loads((folder / "definition.json").read_text(encoding="utf-8"))
-    use_case = (folder / "use_case").read_text(encoding="utf-8").strip()
-    started = load_execution(folder)
-    pipeline_arn = started.arn.rsplit("/execution/", 1)[0]
-    _finish_locally(use_case, _executor(doc, pipeline_arn).resume(started))
-
-
-def _from_record(use_case: str, folder: Path) -> PipelineExecution:
-    from modelwerk.local.pipeline_executor import load_execution
-
-    record = load_execution(folder)
-    metrics = _local_metrics(record)
-    return PipelineExecution(
-        use_case=use_case, execution_arn=record.arn, status=record.status, parameters=record.parameters,
-        steps=[StepStatus(s.name, s.status, s.seconds, s.failure_reason, s.cache_hit, s.log_file)
-               for s in record.steps],
-        model_package_arn=record.model_package_arn, failure_reason=record.failure_reason,
-        started_at=record.started_at, ended_at=record.ended_at, metrics=metrics,
-    )
-
-
-def _local_metrics(record: Any) -> dict[str, float | None]:
-    """The metrics of the evaluate step's ``evaluation.json`` (through its step properties), if it ran."""
-    for step in record.steps:
-        outputs = step.properties.get("ProcessingOutputConfig", {}).get("Outputs", {})
-        if step.status == "Succeeded" and "evaluation" in outputs:
-            return _read_metrics(outputs["evaluation"]["S3Output"]["S3Uri"].rstrip("/") + "/evaluation.json")
-    return {}
+    try:
+        return _describe(platform, use_case, execution)
+    except ClientError as error:
+        if error.response["Error"]["Code"] in ("ResourceNotFound", "ValidationException"):
+            raise NotFoundError(f"{use_case} has no execution {execution_id}; 'modelwerk pipeline list --use-case "
+                                f"{use_case}' shows them") from None
+        raise
 
 
 def _read_metrics(uri: str) -> dict[str, float | None]:
@@ -312,7 +233,7 @@ def _read_metrics(uri: str) -> dict[str, float | None]:
     return {name: (entry or {}).get("value") for name, entry in document.get("metrics", {}).items()}
 
 
-def _track(execution: PipelineExecution, artifacts: Mapping[str, Path] | None = None) -> None:
+def _track(execution: PipelineExecution) -> None:
     """Log a finished execution to experiment tracking; a tracking failure never fails the execution."""
     import logging
 
@@ -334,7 +255,7 @@ def _track(execution: PipelineExecution, artifacts: Mapping[str, Path] | None = 
             "git_commit": metadata.get("git_commit"),
             "snapshot_id": metadata.get("snapshot_id") or execution.parameters.get(SNAPSHOT_PARAMETER),
             "failure_reason": execution.failure_reason,
-        }, artifacts={k: v for k, v in (artifacts or {}).items() if Path(v).exists()})
+        })
     except Exception as exc:  # noqa: BLE001
         logging.getLogger("modelwerk").warning("execution %s was not logged to experiment tracking: %s",
                                                execution.execution_id, exc)
@@ -343,9 +264,8 @@ def _track(execution: PipelineExecution, artifacts: Mapping[str, Path] | None = 
 def _package_metadata(arn: str | None) -> dict[str, str]:
     if not arn:
         return {}
-    account = arn.split(":")[4]
     try:
-        package = _clients("sagemaker", account).describe_model_package(ModelPackageName=arn)
+        package = _registry_client(arn).describe_model_package(ModelPackageName=arn)
     except Exception:  # noqa: BLE001
         return {}
     return dict(package.get("CustomerMetadataProperties") or {})
@@ -354,38 +274,13 @@ def _package_metadata(arn: str | None) -> dict[str, str]:
 # -- SageMaker ----------------------------------------------------------------------------------------------------
 
 
-def _run_on_sagemaker(platform: Platform, use_case: str, overrides: Mapping[str, Any], *, wait: bool,
-                      progress: Progress | None, timeout: float) -> PipelineExecution:
-    import boto3
-
-    sagemaker = boto3.client("sagemaker")
-    started = sagemaker.start_pipeline_execution(
-        PipelineName=_pipeline_name(platform, use_case),
-        PipelineParameters=[{"Name": k, "Value": str(v)} for k, v in overrides.items()],
-    )
-    arn = started["PipelineExecutionArn"]
-    execution = _describe_on_sagemaker(use_case, arn)
-    deadline = time.monotonic() + timeout
-    seen: dict[str, str] = {}
-    while wait and execution.status not in FINISHED:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"execution {arn} still runs after {timeout:.0f} s; follow it with "
-                               f"'modelwerk pipeline describe --use-case {use_case} {execution.execution_id}'")
-        time.sleep(15)
-        execution = _describe_on_sagemaker(use_case, arn)
-        for step in execution.steps:
-            if progress and seen.get(step.name) != step.status:
-                progress(f"{step.name}: {step.status}")
-            seen[step.name] = step.status
-    if execution.status in FINISHED:
-        _track(execution)
-    return execution
+def _registry_client(package_arn: str) -> Any:
+    """SageMaker in the account that holds ``package_arn`` (the central registry)."""
+    return session_for_account(package_arn.split(":")[4]).client("sagemaker")
 
 
-def _describe_on_sagemaker(use_case: str, arn: str) -> PipelineExecution:
-    import boto3
-
-    sagemaker = boto3.client("sagemaker")
+def _describe(platform: Platform, use_case: str, arn: str) -> PipelineExecution:
+    sagemaker = platform.session().client("sagemaker")
     described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
     steps, package = [], None
     for page in sagemaker.get_paginator("list_pipeline_execution_steps").paginate(PipelineExecutionArn=arn):
@@ -399,7 +294,7 @@ def _describe_on_sagemaker(use_case: str, arn: str) -> PipelineExecution:
         PipelineExecutionArn=arn).get("PipelineParameters", [])}
     metrics: dict[str, float | None] = {}
     if package:
-        described_package = sagemaker.describe_model_package(ModelPackageName=package)
+        described_package = _registry_client(package).describe_model_package(ModelPackageName=package)
         uri = (((described_package.get("ModelMetrics") or {}).get("ModelQuality") or {}).get("Statistics") or {}).get(
             "S3Uri")
         metrics = _read_metrics(uri) if uri else {}
@@ -417,10 +312,3 @@ def parse_parameter(text: str) -> tuple[str, str]:
     if not sep or not name.strip():
         raise ValidationError(f"--param {text!r} must be Name=Value, like --param QualityThreshold=0.6")
     return name.strip(), value
-
-
-if __name__ == "__main__":  # python -m modelwerk.pipelines resume <record folder>: a detached local execution
-    if len(sys.argv) == 3 and sys.argv[1] == "resume":
-        _resume(Path(sys.argv[2]))
-    else:
-        sys.exit("usage: python -m modelwerk.pipelines resume <execution record folder>")

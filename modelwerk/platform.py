@@ -116,6 +116,19 @@ def session(env: str) -> Any:
     return boto3.Session()
 
 
+def session_for_account(account: str) -> Any:
+    """A session in ``account``: the session of the environment cdk.json gives that account (the registry, say),
+    else the credentials at hand (on AWS, resource policies let them use another account's ARNs)."""
+    from modelwerk import settings
+
+    try:
+        config = settings.load()
+    except ConfigurationError:
+        return session(os.environ.get("MODELWERK_ENV") or DEFAULT_ENV)
+    env = next((name for name, e in config.environments.items() if e.account == account), None)
+    return session(env or os.environ.get("MODELWERK_ENV") or DEFAULT_ENV)
+
+
 def _from_ssm(env: str, project: str) -> dict[str, str] | None:
     from botocore.exceptions import BotoCoreError, ClientError
 

@@ -1,15 +1,16 @@
 """Promotion: an approved model version through staging and its quality gate, a person's approval, then prod.
 
 The stages are the promotion pipeline's — the registry account's CodePipeline, started on AWS by the version's
-approval — and :func:`promote` runs the same stages against the local staging and prod endpoints:
+approval — and :func:`promote` runs the same stages through the environments' APIs, each environment reached
+through its profile (:mod:`modelwerk.platform`):
 
 ``source``
     the version, which must be approved in the registry;
 ``deploy-staging``
     the use case's staging endpoint serves it (blue/green when one runs already);
 ``quality-gate``
-    expected predictions on the use case's ``gate_cases.csv``, the latency budget (the staging endpoint's
-    ``max_latency_ms``; locally at least ``LOCAL_LATENCY_FLOOR_MS``) and the response schema, checked by
+    expected predictions on the use case's ``gate_cases.csv``, the latency budget (the threshold of the staging
+    endpoint's deployed latency alarm, else its ``max_latency_ms``) and the response schema, checked by
     :mod:`modelwerk.core.gate` — the code the pipeline's CodeBuild action runs;
 ``approval``
     a person says yes (``approve=True``, or answers ``approve(question)``);
@@ -125,7 +126,6 @@ def promote(use_case: str, version: int | str = "latest", *, to: str = "prod", a
 
     if to not in TARGETS:
         raise ValidationError(f"promote to 'staging' or 'prod', not {to!r}")
-    _require_local()
     say = progress or (lambda message: log.info(message))
     started = time.monotonic()
     mv = models.version(use_case, version)
@@ -187,7 +187,6 @@ def rollback(use_case: str, *, to: str = "prod", progress: Callable[[str], None]
     if to != "prod":
         raise ValidationError(f"only prod is rolled back; staging takes whatever version is promoted to it next, "
                               f"not {to!r}")
-    _require_local()
     say = progress or (lambda message: log.info(message))
     started = time.monotonic()
     history = sorted((v for v in models.versions(use_case) if v.in_prod_history),
@@ -234,7 +233,6 @@ def _deploy(use_case: str, mv: Any, env: str, say: Callable[[str], None]) -> Sta
 
     name = f"deploy-{env}"
     settings = endpoint_settings(use_case, env)
-    _local_environment(env, say)
     try:
         serving = endpoints.describe(settings.name, env=env)
     except NotFoundError:
@@ -249,16 +247,15 @@ def _deploy(use_case: str, mv: Any, env: str, say: Callable[[str], None]) -> Sta
         return Stage(name, FAILED, f"{settings.name} in {env}: {error}")
     seconds = time.monotonic() - started
     if endpoint.status == "RolledBack":
-        return Stage(name, FAILED, f"{settings.name} in {env} rolled back to version "
-                                   f"{endpoint.deployment.get('from_version')}: {endpoint.deployment.get('reason')}")
-    how = endpoint.deployment.get("strategy", "deployed")
+        return Stage(name, FAILED, f"{settings.name} in {env} rolled back to version {endpoint.version}: "
+                                   f"{endpoint.deployment.get('reason')}")
+    how = "blue/green" if serving is not None else "created"
     return Stage(name, SUCCEEDED, f"{settings.name} in {env} serves version {mv.version} ({how}, {seconds:.0f} s)")
 
 
 def _gate(use_case: str, mv: Any) -> tuple[Stage, dict[str, Any] | None]:
     from modelwerk import endpoints, settings
     from modelwerk.core import gate
-    from modelwerk.local.endpoint_metrics import LOCAL_LATENCY_FLOOR_MS
     from modelwerk.platform import resolve
 
     endpoint = endpoint_settings(use_case, "staging")
@@ -271,7 +268,7 @@ def _gate(use_case: str, mv: Any) -> tuple[Stage, dict[str, Any] | None]:
     except gate.GateError as error:
         return Stage("quality-gate", FAILED, f"{cases_file}: {error}"), None
     platform = resolve("staging")
-    budget = max(endpoint.max_latency_ms, LOCAL_LATENCY_FLOOR_MS) if platform.local else endpoint.max_latency_ms
+    budget = _latency_budget(platform, endpoint)
     client = endpoints.runtime_client(platform)
     result = gate.run(cases, gate.sagemaker_invoke(endpoint.name, client), budget_ms=budget)
     report = result.to_dict()
@@ -282,19 +279,13 @@ def _gate(use_case: str, mv: Any) -> tuple[Stage, dict[str, Any] | None]:
     return Stage("quality-gate", FAILED, "; ".join(result.failures) + f" ({latency})"), report
 
 
-def _require_local() -> None:
-    """On AWS the registry account's promotion pipeline runs the stages, with its cross-account roles; from a
-    workload account the library cannot (and must not) deploy into staging or prod."""
-    from modelwerk.local import activate_if_running
+def _latency_budget(platform: Any, endpoint: Any) -> int:
+    """The gate's latency budget: what the endpoint's deployed latency alarm tolerates (its threshold, in ms), so
+    the gate and the alarm that would roll the endpoint back agree; the setting where no alarm is deployed."""
+    from modelwerk import naming
 
-    if activate_if_running() is None:
-        raise ConfigurationError("on AWS a version is promoted by the registry account's promotion pipeline, which "
-                                 "its approval starts ('modelwerk models approve'); 'modelwerk promote' runs the same "
-                                 "stages in local mode ('modelwerk local up')")
-
-
-def _local_environment(env: str, say: Callable[[str], None]) -> None:
-    """Locally, the environment's stage is deployed into its account the first time a version is promoted to it."""
-    from modelwerk import local
-
-    local.deploy_environment(env, progress=say)
+    alarms = platform.session().client("cloudwatch").describe_alarms(
+        AlarmNames=[naming.endpoint_alarm_name(endpoint.name, "latency")])["MetricAlarms"]
+    if not alarms or alarms[0].get("Threshold") is None:
+        return int(endpoint.max_latency_ms)
+    return int(float(alarms[0]["Threshold"]) / 1000)  # ModelLatency is in microseconds

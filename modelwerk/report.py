@@ -59,9 +59,9 @@ def write(use_cases: list[str] | None = None, *, out: Path | str | None = None) 
 
 def reports_dir() -> Path:
     """``reports/`` of the local records (``.modelwerk/`` of the checkout, or ``MODELWERK_STATE_DIR``)."""
-    from modelwerk import local
+    from modelwerk import settings
 
-    return local._records_dir(local._root(None)) / "reports"
+    return settings.state_dir() / "reports"
 
 
 def _use_case_section(use_case: str, endpoints: list[tuple[str, Any]]) -> str:

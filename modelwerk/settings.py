@@ -486,6 +486,15 @@ def find_checkout(start: Path | None = None) -> Path | None:
     return None
 
 
+def state_dir(root: Path | str | None = None) -> Path:
+    """Where this machine keeps the platform's records (reports, the local MLflow store, local mode's state):
+    ``MODELWERK_STATE_DIR``, else ``.modelwerk/`` of the checkout at ``root`` (default: the nearest one, else ``~``)."""
+    if os.environ.get("MODELWERK_STATE_DIR"):
+        return Path(os.environ["MODELWERK_STATE_DIR"])
+    checkout = Path(root) if root else find_checkout()
+    return (checkout or Path.home()) / ".modelwerk"
+
+
 def load(root: Path | str | None = None) -> PlatformConfig:
     """Read ``cdk.json`` of the checkout at ``root`` (default: the nearest one)."""
     checkout = Path(root) if root else find_checkout()

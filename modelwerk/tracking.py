@@ -100,10 +100,8 @@ def _uri(explicit: str | None) -> str:
 def local_store(root: Path | str | None = None) -> Path:
     """The folder of the local MLflow store: ``<records>/mlflow`` (records: see :func:`tracking_uri`)."""
     from modelwerk import settings
-    from modelwerk.local import _records_dir
 
-    checkout = Path(root) if root else settings.find_checkout()
-    return _records_dir(checkout or Path.home()) / STORE_FOLDER
+    return settings.state_dir(root) / STORE_FOLDER
 
 
 # -- the execution record ---------------------------------------------------------------------------------------------
