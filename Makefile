@@ -41,6 +41,7 @@ demo: install
 	bash scripts/demo.sh
 
 test: install
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
 test-fast: install

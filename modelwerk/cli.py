@@ -101,6 +101,23 @@ def _local_env(args: argparse.Namespace, out: _Output) -> None:
     out.result(variables, lambda p: "\n".join(f"export {k}={shlex.quote(v)}" for k, v in p.items()))
 
 
+def _local_evaluate_alarms(args: argparse.Namespace, out: _Output) -> None:
+    from modelwerk import local
+
+    body = {"alarm_names": args.alarm_names} if args.alarm_names else {}
+    result = local.control("cloudwatch/evaluate-alarms", body, env=args.env or "dev")
+    out.result(result, lambda p: "\n".join(f"{t['alarmName']}: {t['oldState']} -> {t['newState']}"
+                                           for t in p.get("transitions", [])) or "no alarm changed state")
+
+
+def _local_fire_schedule(args: argparse.Namespace, out: _Output) -> None:
+    from modelwerk import local
+
+    result = local.control("events/fire-schedule", {"rule": args.rule}, env=args.env or "dev")
+    out.result(result, lambda p: "\n".join(f"{d.get('target_arn')}: {d.get('outcome')}"
+                                           for d in p.get("Deliveries", [])) or "the rule has no targets")
+
+
 # -- data -------------------------------------------------------------------------------------------------------------
 def _data_generate(args: argparse.Namespace, out: _Output) -> None:
     from modelwerk import data
@@ -384,6 +401,14 @@ def _parser() -> argparse.ArgumentParser:
     env_verb = local.add_parser("env", parents=[common],
                                 help="the exports that point a shell's AWS clients (the AWS CLI, boto3) at one account")
     env_verb.set_defaults(run=_local_env)
+    alarms = local.add_parser("evaluate-alarms", parents=[common],
+                              help="have the embedded CloudWatch judge the environment's alarms now")
+    alarms.add_argument("alarm_names", nargs="*", metavar="ALARM", help="only these alarms (default: all)")
+    alarms.set_defaults(run=_local_evaluate_alarms)
+    fire = local.add_parser("fire-schedule", parents=[common],
+                            help="send a scheduled rule's event now (the drift monitor's, the retraining schedule's)")
+    fire.add_argument("rule", metavar="RULE")
+    fire.set_defaults(run=_local_fire_schedule)
 
     data = verbs.add_parser("data", help="generate, ingest, prepare, query").add_subparsers(dest="action", required=True)
     generate = data.add_parser("generate", parents=[common], help="write a deterministic synthetic file")

@@ -140,11 +140,14 @@ def _run_job(platform: Platform, use_case: str, job_name: str, timeout: float,
     if run["JobRunState"] != "SUCCEEDED":
         raise ExecutionFailedError(f"the preparation job {job_name} ended {run['JobRunState']}: "
                                    f"{run.get('ErrorMessage', '')}")
-    listing = s3.list_objects_v2(Bucket=platform.bucket("curated"), Prefix=f"_runs/{use_case}/")
-    reports = [o for o in listing.get("Contents", []) if o["LastModified"] >= started]
+    # Reports are keyed by the moment the run wrote them (``_runs/<use case>/<UTC stamp>.json``): list from this start.
+    prefix = f"_runs/{use_case}/"
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=platform.bucket("curated"), Prefix=prefix, StartAfter=f"{prefix}{started.strftime('%Y%m%dT%H%M%S')}")
+    reports = [o for page in pages for o in page.get("Contents", [])]
     if not reports:
         raise ExecutionFailedError(f"the preparation job {job_name} succeeded but wrote no report")
-    newest = max(reports, key=lambda o: o["LastModified"])
+    newest = max(reports, key=lambda o: o["Key"])
     return json.loads(s3.get_object(Bucket=platform.bucket("curated"), Key=newest["Key"])["Body"].read())
 
 

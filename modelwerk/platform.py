@@ -81,14 +81,6 @@ class Platform:
     def contract_parameter(self, use_case: str) -> str:
         return f"{naming.ssm_prefix(self.project, self.env)}use-cases/{use_case}/contract"
 
-    @property
-    def local(self) -> bool:  # transitional: removed once every verb calls only the APIs
-        return bool(os.environ.get("MODELWERK_LOCAL_ROOT"))
-
-    @property
-    def endpoint_url(self) -> str | None:  # transitional, as ``local``
-        return self.session().client("s3").meta.endpoint_url if self.local else None
-
     def session(self) -> Any:
         """A boto3 session in this environment's account: its profile where the AWS configuration has one, else
         the credentials at hand."""

@@ -13,9 +13,9 @@ USE_CASES=(pump-health energy-forecast)
 ROWS=40000   # training rows; traffic has as many (the generator sizes its fleet of assets by the row count)
 
 step() { printf '\n\033[1m== [%3ss] %s\033[0m\n' "$(( $(date +%s) - started ))" "$*"; }
-field() { python -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {}, {"d": d}))' "$1"; }
+field() { python -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {"sys": sys}, {"d": d}))' "$@"; }
 
-step "local up: embedded AWS on 127.0.0.1, dev and registry stages deployed into it"
+step "local up: embedded AWS on 127.0.0.1, every environment's stage deployed into its own account"
 modelwerk local up
 
 for use_case in "${USE_CASES[@]}"; do
@@ -28,11 +28,11 @@ for use_case in "${USE_CASES[@]}"; do
   modelwerk data prepare --use-case "$use_case"
 done
 
-step "query the curated tables (DuckDB over the embedded S3; Athena on AWS)"
+step "query the curated tables through Athena (the embedded AWS runs it in DuckDB)"
 modelwerk data query "SELECT pump_id, count(*) AS readings, round(avg(vibration_rms), 2) AS vibration, count_if(failure = 1) AS failures FROM modelwerk_dev_curated.pump_health GROUP BY pump_id ORDER BY failures DESC LIMIT 3"
 
 for use_case in "${USE_CASES[@]}"; do
-  step "$use_case: the deployed pipeline, run locally: preprocess, train, evaluate, baseline, quality condition, register"
+  step "$use_case: the deployed pipeline (StartPipelineExecution): preprocess, train, evaluate, baseline, quality condition, register"
   modelwerk pipeline run --use-case "$use_case" --wait
   modelwerk models approve --use-case "$use_case" latest --reason "demo: metrics above the pipeline's threshold"
 
@@ -52,15 +52,25 @@ done
 
 for use_case in "${USE_CASES[@]}"; do
   step "$use_case: the drift monitor (prod's Lambda on the capture files) -> alarms -> on-call -> retraining in dev"
-  retraining=""
+  before=$(modelwerk pipeline list --use-case "$use_case" --json | field '" ".join(e["execution_arn"] for e in d["executions"])')
   for attempt in $(seq 1 30); do   # the capture is flushed off the request path: wait until the window holds it
     result=$(modelwerk monitor run --endpoint "$use_case" --env prod --json)
     rows=$(field 'd["rows"]' <<<"$result")
-    [ -z "$retraining" ] && retraining=$(field 'd["retraining_execution_arn"] or ""' <<<"$result")
     [ "$rows" -ge $(( 2 * ROWS )) ] && break
     sleep 2
   done
+  # CloudWatch judges the alarms at their period's end; the embedded one is asked to judge them now.
+  modelwerk local evaluate-alarms --env prod
+  result=$(modelwerk monitor run --endpoint "$use_case" --env prod --json)
   field '"rows %d; drifted: %s; alarms: %s" % (d["rows"], ", ".join(sorted(n for n, f in d["features"].items() if (f["psi"] or 0) >= 0.2)) or "none", ", ".join("%s %s" % (a["name"], a["state"]) for a in d["alarms"]))' <<<"$result"
+  retraining=""
+  for attempt in $(seq 1 60); do   # the alarm's event crosses to dev's bus and its retraining rule starts the pipeline
+    retraining=$(modelwerk pipeline list --use-case "$use_case" --json \
+      | field '" ".join(e["execution_arn"] for e in d["executions"] if e["execution_arn"] not in sys.argv[2].split())' "$before" \
+      | cut -d' ' -f1)
+    [ -n "$retraining" ] && break
+    sleep 1
+  done
   if [ -z "$retraining" ]; then
     echo "no retraining started for $use_case" >&2
     exit 1

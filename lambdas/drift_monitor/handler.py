@@ -10,8 +10,8 @@ model quality (``Accuracy``/``F1`` or ``RMSE``/``MAE``). Corrupt capture lines a
 
 Environment: ``SERVING_BUCKET`` (capture and reports), ``CAPTURE_PREFIX`` (``capture``), ``REPORT_PREFIX``
 (``monitoring``), ``GROUND_TRUTH_PREFIX`` (``ground-truth``), ``WINDOW_MINUTES`` (60),
-``POWERTOOLS_METRICS_NAMESPACE``, ``REGISTRY_ROLE_ARN`` (optional: a role in the registry account to read versions through; on AWS the registry's
-group, bucket and key policies let this account read directly).
+``POWERTOOLS_METRICS_NAMESPACE``. The registry's version and baseline are read by ARN with the function's own
+credentials: the registry's group, bucket and key policies let this account read them.
 """
 
 from __future__ import annotations
@@ -55,16 +55,7 @@ def _settings() -> dict[str, Any]:
         "truth_prefix": os.environ.get("GROUND_TRUTH_PREFIX", "ground-truth").strip("/"),
         "window_minutes": int(os.environ.get("WINDOW_MINUTES", "60")),
         "namespace": os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE),
-        "registry_role": os.environ.get("REGISTRY_ROLE_ARN") or None,
     }
-
-
-def _registry_session(role_arn: str | None) -> boto3.Session:
-    if not role_arn:
-        return boto3.Session()
-    issued = boto3.client("sts").assume_role(RoleArn=role_arn, RoleSessionName="drift-monitor")["Credentials"]
-    return boto3.Session(aws_access_key_id=issued["AccessKeyId"], aws_secret_access_key=issued["SecretAccessKey"],
-                         aws_session_token=issued["SessionToken"])
 
 
 def serving_package(sagemaker: Any, endpoint: str) -> str:
@@ -135,7 +126,7 @@ def run(endpoint: str, end: _dt.datetime, *, settings: dict[str, Any] | None = N
     start, end = monitor.window_bounds(end, settings["window_minutes"])
     s3 = boto3.client("s3")
     package_arn = serving_package(boto3.client("sagemaker"), endpoint)
-    baseline, version = load_baseline(_registry_session(settings["registry_role"]), package_arn)
+    baseline, version = load_baseline(boto3.Session(), package_arn)
     bodies = _capture_bodies(s3, settings["bucket"], f"{settings['capture_prefix']}/{endpoint}", start, end)
     window = monitor.read_window(bodies, monitor.input_columns(baseline), start=start, end=end,
                                 numeric=monitor.numeric_inputs(baseline))

@@ -57,12 +57,11 @@ def group_packages(sagemaker: Any, group: str) -> list[dict[str, Any]]:
         return list(pool.map(lambda arn: sagemaker.describe_model_package(ModelPackageName=arn), arns))
 
 
-def record(sagemaker: Any, arn: str, *, resend_approval: bool = False, **marks: str) -> dict[str, Any]:
+def record(sagemaker: Any, arn: str, **marks: str) -> dict[str, Any]:
     """Keep ``marks`` with the model package ``arn``; return the package as DescribeModelPackage answers after.
 
-    The version's other metadata stays. UpdateModelPackage changes only what it is given on AWS, so the approval is
-    not sent (sending it could emit another approval event); the embedded AWS resets what it is not given, so the
-    local registry passes ``resend_approval=True`` to keep the approval status and description.
+    The version's other metadata stays. UpdateModelPackage changes only what it is given, so the approval is not sent
+    (sending it could emit another approval event).
     """
     unknown = sorted(set(marks) - set(MARKS))
     if unknown:
@@ -74,9 +73,5 @@ def record(sagemaker: Any, arn: str, *, resend_approval: bool = False, **marks: 
     update: dict[str, Any] = {"ModelPackageArn": arn,
                               "CustomerMetadataProperties": {**(package.get("CustomerMetadataProperties") or {}),
                                                              **marks}}
-    if resend_approval:
-        update["ModelApprovalStatus"] = package.get("ModelApprovalStatus") or "PendingManualApproval"
-        if package.get("ApprovalDescription") is not None:
-            update["ApprovalDescription"] = package["ApprovalDescription"]
     sagemaker.update_model_package(**update)
     return sagemaker.describe_model_package(ModelPackageName=arn)

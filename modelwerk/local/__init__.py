@@ -1,10 +1,10 @@
 """Local mode: the whole platform on one machine, no AWS account, no Docker.
 
 ``up`` starts the embedded AWS in the background (like ``localstack start``), synthesizes the CDK app if
-``cdk.out`` is stale and deploys the dev and registry stages into it; staging and prod are deployed into their own
-accounts when a promotion first needs them (:func:`deploy_environment`); ``down`` discards it; ``status`` reports.
-In a notebook, :func:`start` does the same inside the kernel. Clients find the embedded AWS through
-``AWS_ENDPOINT_URL`` (set by :func:`activate`), so the code that runs against it is the code that runs on AWS.
+``cdk.out`` is stale and deploys every environment's stage into its own account, as ``cdk deploy`` would; ``down``
+discards it; ``status`` reports. In a notebook, :func:`start` does the same inside the kernel. Clients find the
+embedded AWS through the AWS profiles ``up`` writes (one per environment, differing from AWS's only in the endpoint
+URL; docs/adr/0007-one-code-path.md), so the code that runs against it is the code that runs on AWS.
 """
 
 from __future__ import annotations
@@ -20,13 +20,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from modelwerk import settings as settings_module
 from modelwerk.errors import LocalModeError
 
-#: Stages local mode deploys: the dev workload and the central registry.
-LOCAL_STAGES = ("registry", "dev")
-#: Records under .modelwerk/ that point into the embedded AWS and die with it.
-DEPENDENT_RECORDS = ("local/deployments", "local/events.jsonl", "local/alarms", "local/metrics", "runs", "endpoints")
+#: Records under .modelwerk/ that point into the embedded AWS and die with it (its services' records).
+DEPENDENT_RECORDS = ("local/deployments", "local/metrics", "runs", "endpoints", "cloudwatch", "athena", "glue",
+                     "events", "lambda")
 LOCAL_ROLE_NAME = "modelwerk-local-deployment"
 #: moto's default account, and the credentials that reach it.
 DEFAULT_ACCOUNT = "123456789012"
@@ -42,25 +40,19 @@ class LocalState:
     root: str
     #: Credentials of the dev account: the embedded AWS's default account, or a role assumed into dev's account.
     credentials: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_CREDENTIALS))
-    #: The local SageMaker Runtime (``modelwerk.local.runtime``) in front of dev's local endpoints, and its process.
+    #: The SageMaker Runtime the embedded AWS runs for every account's endpoints (routed by the caller's account).
     runtime_url: str | None = None
-    runtime_pid: int | None = None
-    #: The runtimes of the other environments deployed locally (staging, prod): ``{env: {"url": ..., "pid": ...}}``.
-    runtimes: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def runtime_endpoint_url(self, env: str) -> str | None:
-        """The SageMaker Runtime of ``env``'s account: each account's endpoints are reached through their own."""
-        return self.runtime_url if env == "dev" else self.runtimes.get(env, {}).get("url")
 
     def to_json(self) -> dict[str, Any]:
         return {"endpoint_url": self.endpoint_url, "region": self.region, "accounts": self.accounts,
-                "runtime_endpoint_url": self.runtime_url,
-                "runtime_endpoint_urls": {"dev": self.runtime_url, **{k: v["url"] for k, v in self.runtimes.items()}}}
+                "runtime_endpoint_url": self.runtime_url, "aws_config_file": str(profiles_file(self.root))}
 
 
 def _records_dir(root: Path) -> Path:
     """Local records: ``.modelwerk/`` in the checkout, or ``MODELWERK_STATE_DIR`` (tests keep theirs apart)."""
-    return Path(os.environ.get("MODELWERK_STATE_DIR") or root / ".modelwerk")
+    from modelwerk import settings as settings_module
+
+    return settings_module.state_dir(root)
 
 
 def _state_dir(root: Path) -> Path:
@@ -72,6 +64,8 @@ def _state_file(root: Path) -> Path:
 
 
 def _root(root: Path | str | None) -> Path:
+    from modelwerk import settings as settings_module
+
     if root:
         return Path(root).resolve()
     found = settings_module.find_checkout()
@@ -101,7 +95,7 @@ def read_state(root: Path | str | None = None) -> LocalState | None:
         return None
     if not path.is_file():
         return None
-    state = LocalState(**json.loads(path.read_text(encoding="utf-8")))
+    state = _load_state(path)
     if state.pid is not None and not pid_alive(state.pid):
         return None
     return state if is_healthy(state.endpoint_url) else None
@@ -120,6 +114,8 @@ def write_profiles(state: LocalState) -> Path:
     """One AWS profile per environment of cdk.json, as a user keeps them for AWS (``role_arn`` + ``source_profile``),
     pointing at the embedded AWS: the only difference from AWS is the endpoint URL. Any client reads them:
     ``AWS_CONFIG_FILE=<this file> AWS_PROFILE=modelwerk-prod aws s3 ls``."""
+    from modelwerk import settings as settings_module
+
     config = settings_module.load(state.root)
     services = "modelwerk-local-services"
     lines = [f"[profile {SOURCE_PROFILE}]", f"region = {state.region}", f"endpoint_url = {state.endpoint_url}",
@@ -148,10 +144,17 @@ def write_profiles(state: LocalState) -> Path:
 
 def environment_variables(state: LocalState, env: str = "dev") -> dict[str, str]:
     """What a shell exports to reach ``env``'s account of the embedded AWS (``modelwerk local env``)."""
+    from modelwerk import settings as settings_module
+
     config = settings_module.load(state.root)
     return {"AWS_CONFIG_FILE": str(profiles_file(state.root)),
             "AWS_PROFILE": config.environment(env).profile_name, "AWS_REGION": state.region,
             "AWS_DEFAULT_REGION": state.region}
+
+
+def _load_state(path: Path) -> LocalState:
+    known = set(LocalState.__dataclass_fields__)
+    return LocalState(**{k: v for k, v in json.loads(path.read_text(encoding="utf-8")).items() if k in known})
 
 
 def activate(state: LocalState) -> None:
@@ -228,13 +231,17 @@ def deployment_record(stage: str, root: Path | str | None = None) -> dict[str, A
 
 
 def deploy(state: LocalState, root: Path, *, progress=None) -> dict[str, Any]:
-    """Synthesize if stale and deploy the local stages; returns a summary per stack."""
-    from modelwerk.local import assembly, deployer
+    """Synthesize if stale and deploy every environment's stage into its account (the registry first: the others
+    read what it shares); returns a summary per stack."""
+    from modelwerk import settings as settings_module
+    from modelwerk.local import assembly
 
     activate(state)
     outdir = assembly.synthesize(root)
+    config = settings_module.load(root)
+    stages = sorted(config.environments, key=lambda name: config.environments[name].kind != "registry")
     summary: dict[str, Any] = {}
-    for stage in LOCAL_STAGES:
+    for stage in stages:
         summary.update(_deploy_stage(state, root, outdir, stage, progress))
     return summary
 
@@ -258,28 +265,6 @@ def _deploy_stage(state: LocalState, root: Path, outdir: Path, stage: str, progr
     return summary
 
 
-def deploy_environment(env: str, root: Path | str | None = None, *, progress=None) -> LocalState:
-    """Deploy ``env``'s stage (staging, prod) into its account, and start its SageMaker Runtime, unless done already:
-    what ``cdk deploy Staging/*`` puts there before the first endpoint is promoted to it."""
-    from modelwerk.local import assembly
-
-    root = _root(root)
-    state = read_state(root)
-    if state is None:
-        raise LocalModeError("local mode is not running: start it with 'modelwerk local up'")
-    if env not in state.accounts:
-        raise LocalModeError(f"cdk.json has no environment {env!r}; it has {sorted(state.accounts)}")
-    if env in LOCAL_STAGES:
-        return state
-    if not (_state_dir(root) / "deployments" / f"{env}.json").is_file():
-        _deploy_stage(state, root, assembly.synthesize(root), env, progress)
-    if not pid_alive(state.runtimes.get(env, {}).get("pid")):
-        url, pid = _start_runtime(state, root, env, progress)
-        state = replace(state, runtimes={**state.runtimes, env: {"url": url, "pid": pid}})
-        _write_state(root, state)
-    return state
-
-
 def _write_state(root: Path, state: LocalState) -> None:
     path = _state_file(root)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
@@ -289,6 +274,8 @@ def _write_state(root: Path, state: LocalState) -> None:
 
 
 def _accounts(root: Path) -> tuple[str, dict[str, str]]:
+    from modelwerk import settings as settings_module
+
     config = settings_module.load(root)
     dev = config.environment("dev")
     return dev.region, {name: env.account for name, env in config.environments.items()}
@@ -325,9 +312,7 @@ def up(root: Path | str | None = None, *, port: int | None = None, progress=None
     if not wait_healthy(state.endpoint_url, 60):
         process.terminate()
         raise LocalModeError(f"the embedded AWS did not start; see {state_dir / 'server.log'}")
-    state = replace(state, credentials=_dev_credentials(state))
-    url, pid = _start_runtime(state, root, "dev", progress)
-    state = replace(state, runtime_url=url, runtime_pid=pid)
+    state = replace(state, credentials=_dev_credentials(state), runtime_url=_runtime_url(state.endpoint_url))
     _write_state(root, state)
     try:
         deploy(state, root, progress=progress)
@@ -337,60 +322,38 @@ def up(root: Path | str | None = None, *, port: int | None = None, progress=None
     return state
 
 
-def _start_runtime(state: LocalState, root: Path, env: str, progress=None) -> tuple[str, int]:
-    """Start ``env``'s local SageMaker Runtime in the background, with that account's credentials for its metrics;
-    its URL and process id."""
-    from modelwerk.local.endpoints import endpoints_dir
-    from modelwerk.local.server import free_port
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    state_dir = _state_dir(root)
-    credentials = state.credentials if env == "dev" else _assume(state, state.accounts[env], env)
-    variables = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    variables.update({"AWS_ENDPOINT_URL": state.endpoint_url, "AWS_DEFAULT_REGION": state.region,
-                      "AWS_REGION": state.region, "AWS_ACCESS_KEY_ID": credentials["AccessKeyId"],
-                      "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"], "MODELWERK_LOCAL_ROOT": str(root)})
-    if credentials.get("SessionToken"):
-        variables["AWS_SESSION_TOKEN"] = credentials["SessionToken"]
-    log_name = "runtime.log" if env == "dev" else f"runtime-{env}.log"
-    log = open(state_dir / log_name, "ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "modelwerk.local.runtime", "--port", str(port), "--endpoints-dir",
-         str(endpoints_dir(_records_dir(root), env))],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=variables,
-        cwd=root)
-    if progress:
-        progress(f"starting {env}'s local SageMaker Runtime on {url}")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        if _answers(f"{url}/ping"):
-            return url, process.pid
-        time.sleep(0.1)
-    process.terminate()
-    raise LocalModeError(f"the local SageMaker Runtime of {env} did not start; see {state_dir / log_name}")
+def _runtime_url(endpoint_url: str) -> str:
+    """The SageMaker Runtime's URL, as the embedded AWS publishes it (its ``sagemaker/runtime`` control)."""
+    return _post_control(endpoint_url, "sagemaker/runtime", {})["url"]
 
 
-def _answers(url: str) -> bool:
+def _post_control(endpoint_url: str, name: str, body: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
     import urllib.error
     import urllib.request
 
+    request = urllib.request.Request(f"{endpoint_url}/modelwerk-api/{name}", data=json.dumps(body).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        message = json.loads(error.read() or b"{}").get("message", str(error))
+        raise LocalModeError(f"the embedded AWS refused {name}: {message}") from None
 
 
-def _stop_endpoints(root: Path, state: LocalState) -> None:
-    """Local endpoints and the runtime in front of them live as long as the embedded AWS."""
-    from modelwerk.local.endpoints import stop_all, stop_process
-
-    stop_all(_records_dir(root))
-    for pid in [state.runtime_pid, *(runtime.get("pid") for runtime in state.runtimes.values())]:
-        stop_process(pid, timeout=10.0)
+def control(name: str, body: dict[str, Any] | None = None, *, env: str = "dev",
+            root: Path | str | None = None) -> dict[str, Any]:
+    """Ask the running embedded AWS to act now instead of at its time (docs/local-mode.md, "Controls"):
+    ``cloudwatch/evaluate-alarms`` judges the alarms of ``env``'s account, ``events/fire-schedule`` fires one of its
+    scheduled rules (``{"rule": NAME}``), ``events/deliveries`` lists what the event buses delivered. ``account`` and
+    ``region`` default to ``env``'s."""
+    state = read_state(root)
+    if state is None:
+        raise LocalModeError("local mode is not running: start it with 'modelwerk local up'")
+    if env not in state.accounts:
+        raise LocalModeError(f"cdk.json has no environment {env!r}; it has {sorted(state.accounts)}")
+    return _post_control(state.endpoint_url, name,
+                         {"account": state.accounts[env], "region": state.region, **(body or {})})
 
 
 def down(root: Path | str | None = None) -> bool:
@@ -399,8 +362,7 @@ def down(root: Path | str | None = None) -> bool:
     path = _state_file(root)
     if not path.is_file():
         return False
-    state = LocalState(**json.loads(path.read_text(encoding="utf-8")))
-    _stop_endpoints(root, state)
+    state = _load_state(path)
     if state.pid == os.getpid():
         stop(root)
         return True
@@ -464,10 +426,8 @@ def start(root: Path | str | None = None) -> LocalState:
     _in_process = EmbeddedAWS(port=free_port(), root=root, state_dir=_records_dir(root), region=region).start()
     state = LocalState(endpoint_url=_in_process.endpoint_url, region=region, accounts=accounts, pid=os.getpid(),
                        root=str(root))
-    state = replace(state, credentials=_dev_credentials(state))
+    state = replace(state, credentials=_dev_credentials(state), runtime_url=_runtime_url(state.endpoint_url))
     _state_dir(root).mkdir(parents=True, exist_ok=True)
-    url, pid = _start_runtime(state, root, "dev")
-    state = replace(state, runtime_url=url, runtime_pid=pid)
     _write_state(root, state)
     activate(state)
     deploy(state, root)
@@ -479,8 +439,6 @@ def stop(root: Path | str | None = None) -> None:
     global _in_process
     root = _root(root)
     path = _state_file(root)
-    if path.is_file():
-        _stop_endpoints(root, LocalState(**json.loads(path.read_text(encoding="utf-8"))))
     if _in_process is not None:
         _in_process.stop()
         _in_process = None

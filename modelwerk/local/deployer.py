@@ -34,20 +34,10 @@ _NOT_THROUGH_MOTO_CFN = ("Custom::", "AWS::CloudFormation::CustomResource", "AWS
 
 #: Handled by the local runtime itself rather than deployed (say why in the record).
 _LOCAL_RUNTIME = {
-    "Custom::S3BucketNotifications": "S3 events reach their targets through the local event router",
-    "AWS::Lambda::Permission": "the local event router invokes functions directly",
+    "Custom::S3BucketNotifications": "S3 sends its events to EventBridge when the bucket's notification "
+                                     "configuration enables it (applied with the bucket)",
+    "AWS::Lambda::Permission": "the embedded EventBridge invokes functions without checking their resource policies",
 }
-
-
-_PIPELINE_RULE_NOTE = ("starts a SageMaker pipeline: the embedded EventBridge fails every event matching such a "
-                       "rule, so the local runtime starts the pipeline through the local executor instead")
-
-
-def _starts_pipeline(resource: dict[str, Any]) -> bool:
-    """An EventBridge rule with a SageMaker pipeline target (kept out of the embedded EventBridge)."""
-    if resource.get("Type") != "AWS::Events::Rule":
-        return False
-    return any("SageMakerPipelineParameters" in t for t in resource.get("Properties", {}).get("Targets", []))
 
 
 _PROMOTION_RULE_NOTE = ("starts a CodePipeline promotion through its source function; the embedded AWS runs no "
@@ -96,8 +86,13 @@ _MOTO_CFN_SHIMS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 
 
 def _complete_bucket(d: "StackDeployer", physical_id: str, p: dict[str, Any]) -> None:
-    """Apply what moto's CloudFormation bucket model ignores: versioning, public access block, lifecycle."""
+    """Apply what moto's CloudFormation bucket model ignores: versioning, public access block, lifecycle, and
+    S3's EventBridge notifications (moto's S3 then sends the bucket's object events to EventBridge)."""
     s3 = d.client("s3")
+    eventbridge = ((p.get("NotificationConfiguration") or {}).get("EventBridgeConfiguration") or {})
+    if str(eventbridge.get("EventBridgeEnabled", "false")).lower() == "true":
+        s3.put_bucket_notification_configuration(Bucket=physical_id, NotificationConfiguration={
+            "EventBridgeConfiguration": {}})
     if p.get("VersioningConfiguration"):
         s3.put_bucket_versioning(Bucket=physical_id, VersioningConfiguration={
             "Status": p["VersioningConfiguration"]["Status"]})
@@ -249,8 +244,7 @@ class StackDeployer:
     # -- classification -------------------------------------------------------------------------------------------
     def _route(self, resource_type: str, logical_id: str | None = None) -> str:
         if resource_type in _LOCAL_RUNTIME or resource_type in LOCAL_RECORDS or (
-                logical_id and (_starts_pipeline(self.resources[logical_id])
-                                or _starts_code_pipeline(self.resources, self.resources[logical_id]))):
+                logical_id and _starts_code_pipeline(self.resources, self.resources[logical_id])):
             return "local-runtime"
         if resource_type in API_HANDLERS:
             return "api"
@@ -405,14 +399,12 @@ class StackDeployer:
             self.deployment.resources[logical_id] = DeployedResource(
                 logical_id, resource_type, route, physical_id=physical_id, attributes=attributes, note=note)
         elif route == "local-runtime":
-            note = _LOCAL_RUNTIME.get(resource_type) or (
-                _PROMOTION_RULE_NOTE if _starts_code_pipeline(self.resources, self.resources[logical_id])
-                else _PIPELINE_RULE_NOTE)
+            note = _LOCAL_RUNTIME.get(resource_type) or _PROMOTION_RULE_NOTE
             attributes = {}
             if resource_type == "AWS::Events::Rule":
                 name = self.resources[logical_id].get("Properties", {}).get("Name") or logical_id
                 attributes["Arn"] = f"arn:aws:events:{self.stack.region}:{self.stack.account}:rule/{name}"
-                try:  # what the local event router matches and starts (pipeline targets)
+                try:  # what the rule would match and start
                     resolved = self.resolver.resolve(self.resources[logical_id].get("Properties", {}))
                     attributes.update({k: resolved[k] for k in ("EventPattern", "ScheduleExpression", "Targets",
                                                                   "State") if k in resolved})
@@ -627,14 +619,19 @@ def _event_bus_policy(d: StackDeployer, lid: str, p: dict[str, Any]):
 
 
 def _model_package_group(d: StackDeployer, lid: str, p: dict[str, Any]):
-    """The group through the API; its resource policy is recorded only (the embedded SageMaker has no
-    PutModelPackageGroupPolicy): locally, accounts reach the registry by assuming a role in it."""
-    args = {"ModelPackageGroupName": p["ModelPackageGroupName"]}
+    """The group and its resource policy (a document or its JSON text), as CloudFormation creates them: the embedded
+    SageMaker answers the accounts the policy admits when they read the group's versions by ARN."""
+    sagemaker = d.client("sagemaker")
+    name = p["ModelPackageGroupName"]
+    args = {"ModelPackageGroupName": name}
     if p.get("ModelPackageGroupDescription"):
         args["ModelPackageGroupDescription"] = p["ModelPackageGroupDescription"]
-    arn = d.client("sagemaker").create_model_package_group(**args)["ModelPackageGroupArn"]
-    note = "group policy recorded, not enforced locally" if p.get("ModelPackageGroupPolicy") else ""
-    return p["ModelPackageGroupName"], {"ModelPackageGroupArn": arn, "note": note}
+    arn = sagemaker.create_model_package_group(**args)["ModelPackageGroupArn"]
+    policy = p.get("ModelPackageGroupPolicy")
+    if policy:
+        sagemaker.put_model_package_group_policy(
+            ModelPackageGroupName=name, ResourcePolicy=policy if isinstance(policy, str) else json.dumps(policy))
+    return name, {"ModelPackageGroupArn": arn}
 
 
 #: PutMetricAlarm's parameters, which CloudFormation's AWS::CloudWatch::Alarm properties spell the same way.

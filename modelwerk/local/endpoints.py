@@ -1,10 +1,12 @@
 """Local endpoints: the serving container's code as local processes, one per fleet, behind the local runtime.
 
-An endpoint is a record ``<records>/endpoints/<env>/<name>.json`` (what :mod:`modelwerk.local.runtime` routes by:
-one runtime per environment, as each account has its own SageMaker Runtime) and one serving process per fleet: ``python -m modelwerk_serving`` from ``containers/serving/``, started the way SageMaker
-starts the image (model under ``MODELWERK_MODEL_DIR``, port from ``SAGEMAKER_BIND_TO_PORT``), with data capture
-switched on in the container because no SageMaker front end captures locally. Processes run detached, so an endpoint
-outlives the command that deployed it; ``modelwerk local down`` stops them with the embedded AWS.
+An endpoint is a record (what :mod:`modelwerk.local.runtime` routes by) and one serving process per fleet:
+``python -m modelwerk_serving`` from ``containers/serving/``, started the way SageMaker starts the image (model under
+``MODELWERK_MODEL_DIR``, port from ``SAGEMAKER_BIND_TO_PORT``, the container's environment), with data capture
+switched on in the container because no SageMaker front end captures locally. The embedded SageMaker keeps its
+records under ``<records>/endpoints/<account>/<region>/<name>.json`` (one runtime serves every account); the
+library's own local deploy keeps ``<records>/endpoints/<env>/<name>.json``. ``modelwerk local down`` stops every
+fleet with the embedded AWS.
 """
 
 from __future__ import annotations
@@ -104,24 +106,39 @@ class Fleet:
                 "weight": weight, **extra}
 
 
-def serving_code(root: Path) -> Path:
-    folder = root / "containers" / "serving"
+def checkout_root(root: Path | None) -> Path:
+    """The checkout local mode runs for; without one (a bare embedded AWS in a test), the checkout this package was
+    imported from, when it is one."""
+    if root is not None:
+        return Path(root)
+    return Path(__file__).resolve().parents[2]
+
+
+def serving_code(root: Path | None) -> Path:
+    folder = checkout_root(root) / "containers" / "serving"
     if not (folder / "modelwerk_serving").is_dir():
         raise LocalModeError(f"{folder} has no serving code; local endpoints run from a checkout of the platform")
     return folder
 
 
-def start_fleet(*, root: Path, workdir: Path, endpoint: str, fleet: str, environment: dict[str, str]) -> Fleet:
-    """Start one serving process and wait until its /ping answers 200."""
-    from modelwerk.local.server import free_port
+def start_fleet(*, root: Path | None, workdir: Path, endpoint: str, fleet: str, environment: dict[str, str],
+                variant: str = VARIANT, inherit_aws: bool = True) -> Fleet:
+    """Start one serving process and wait until its /ping answers 200.
 
+    ``inherit_aws=False`` keeps this process's ``AWS_*`` variables from the fleet: ``environment`` then holds all of
+    them (the endpoint account's credentials), as a container on SageMaker sees only its execution role's.
+    """
+    from modelwerk.local.ports import free_port
+
+    root = checkout_root(root)
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = workdir / f"{fleet}.log"
-    env = {**os.environ, **environment,
+    inherited = {k: v for k, v in os.environ.items() if inherit_aws or not k.startswith("AWS_")}
+    env = {**inherited, **environment,
            "PYTHONPATH": os.pathsep.join([str(serving_code(root)), str(root)]),
            "SAGEMAKER_BIND_TO_PORT": str(port), "MODELWERK_SERVING_HOST": "127.0.0.1",
-           "MODELWERK_ENDPOINT_NAME": endpoint, "MODELWERK_VARIANT_NAME": VARIANT, "PYTHONUNBUFFERED": "1"}
+           "MODELWERK_ENDPOINT_NAME": endpoint, "MODELWERK_VARIANT_NAME": variant, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "ab") as log:
         process = subprocess.Popen([sys.executable, "-m", "modelwerk_serving", "serve"], cwd=root, env=env,
                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -182,10 +199,11 @@ def stop_process(pid: int | None, timeout: float = 15.0) -> None:
 
 
 def stop_all(records: Path) -> int:
-    """Stop every local endpoint's processes in every environment (``local down``); the number stopped."""
+    """Stop every local endpoint's processes in every environment and account (``local down``); the number stopped."""
     stopped = 0
-    folders = sorted(p for p in (records / "endpoints").glob("*") if p.is_dir())
-    for record in (r for folder in folders for r in all_records(folder)):
+    base = records / "endpoints"
+    folders = sorted(p for pattern in ("*", "*/*") for p in base.glob(pattern) if p.is_dir())
+    for record in (r for folder in folders for r in all_records(folder) if isinstance(r, dict)):
         for variant in record.get("variants", []):
             if alive(variant.get("pid")):
                 stop_process(variant["pid"])

@@ -1,16 +1,10 @@
-"""The local event router: delivers an event to the targets of the EventBridge rules that match it.
+"""Events in local mode, for the code that still puts them by hand: the embedded EventBridge delivers them.
 
-The embedded AWS stores rules but runs no targets (a Lambda target needs Docker there), so local mode routes events
-itself, narrowly: rules are read from the embedded EventBridge, matched with the embedded AWS's own pattern matcher (its
-``TestEventPattern`` API answers nothing), and a
-Lambda target is invoked in-process through the local Lambda host. A target that is another account's event bus
-(prod's alarms forwarded to dev's default bus) gets the event unchanged if that bus's policy admits the sending
-account, and the event is routed there in that account's stage; an event that already crossed accounts is not
-forwarded again, as on AWS. Everything delivered is returned, so callers can show it.
-
-What AWS services emit themselves (SageMaker's model package state changes, for example) the local runtime dispatches
-here too. Besides the rules, an event reaches in-process subscribers (:func:`subscribe`), and every event is appended to
-``<records>/local/events.jsonl`` so that another process can follow what was dispatched.
+The embedded AWS matches an event against the rules of its bus and delivers it to their targets itself
+(:mod:`modelwerk.local.services.events`: Lambda functions, SageMaker pipelines, SNS topics, other accounts' buses
+whose policy admits the sender). :func:`put_event` is a ``PutEvents`` through boto3 that waits for those deliveries
+and returns them; besides the rules, an event reaches in-process subscribers (:func:`subscribe`), and every event put
+here is appended to ``<records>/local/events.jsonl`` so that another process can follow what was dispatched.
 """
 
 from __future__ import annotations
@@ -19,13 +13,13 @@ import json
 import logging
 import os
 import threading
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import boto3
-
-from modelwerk.local import lambdas
+from modelwerk.errors import ExecutionFailedError
+from modelwerk.local.services.events.models import policy_admits
 
 log = logging.getLogger(__name__)
 
@@ -100,156 +94,45 @@ def _notify_subscribers(event: dict[str, Any]) -> list[Delivery]:
     return deliveries
 
 
-def put_event(event: dict[str, Any], *, bus: str = "default", stage: str = "dev",
-              session: Any = None) -> list[Delivery]:
-    """Route ``event`` (the full EventBridge envelope) to every matching rule's targets and to the subscribers.
+def put_event(event: dict[str, Any], *, bus: str = "default", stage: str = "dev", session: Any = None,
+              wait: float = 60.0) -> list[Delivery]:
+    """Put ``event`` (the EventBridge envelope: source, detail-type, detail, resources) on ``bus`` of ``session``'s
+    account (default: this process's) and return the deliveries of the rules it matched, once made (``wait`` seconds
+    at most), then those of the subscribers. A failed delivery's result is an :class:`ExecutionFailedError`.
+    ``stage`` is no longer read: a target runs in the account its ARN names, as on AWS."""
+    import boto3
 
-    ``session`` (a boto3 session) reads the rules of another account, the registry's for example; default: this
-    process's default session (the dev account). ``stage`` is the local stage whose functions the targets name.
-    """
     _record(event)
-    return _route(event, bus, stage, session) + _notify_subscribers(event)
+    client = (session or boto3.Session()).client("events")
+    entry = {"Source": event["source"], "DetailType": event["detail-type"],
+             "Detail": json.dumps(event.get("detail", {}), default=str), "Resources": list(event.get("resources", [])),
+             "EventBusName": bus}
+    answer = client.put_events(Entries=[entry])["Entries"][0]
+    if not answer.get("EventId"):
+        raise ExecutionFailedError(f"PutEvents refused the event: {answer.get('ErrorCode')}: "
+                                   f"{answer.get('ErrorMessage')}")
+    deliveries = [Delivery(record["rule"], record["target_arn"], _result(record))
+                  for record in _deliveries(client.meta.endpoint_url, answer["EventId"], wait)]
+    return deliveries + _notify_subscribers(event)
 
 
-def _route(event: dict[str, Any], bus: str, stage: str, session: Any, forwarded: bool = False) -> list[Delivery]:
-    """The deliveries of the rules on ``bus`` (of ``session``'s account) that match ``event``."""
-    from moto.events.models import EventPattern
-
-    events = (session or boto3).client("events")
-    deliveries = []
-    for page in events.get_paginator("list_rules").paginate(EventBusName=bus):
-        for rule in page["Rules"]:
-            if rule.get("State") != "ENABLED" or not rule.get("EventPattern"):
-                continue
-            if not EventPattern.load(rule["EventPattern"]).matches_event(event):
-                continue
-            for target in events.list_targets_by_rule(Rule=rule["Name"], EventBusName=bus)["Targets"]:
-                arn = target["Arn"]
-                if ":lambda:" in arn and ":function:" in arn:
-                    name = arn.split(":function:")[1].split(":")[0]
-                    payload = json.loads(target["Input"]) if target.get("Input") else event
-                    deliveries.append(Delivery(rule["Name"], arn, lambdas.invoke(name, payload, stage=stage)))
-                elif ":events:" in arn and ":event-bus/" in arn:
-                    deliveries.extend(_forward(rule, arn, event, forwarded))
-                else:
-                    log.info("rule %s: target %s is not routed locally", rule["Name"], arn)
-    return deliveries + _start_pipelines(event, stage)
+def _result(record: dict[str, Any]) -> Any:
+    if record["outcome"] == "failed":
+        return ExecutionFailedError(f"{record['error']['code']}: {record['error']['message']}")
+    return record.get("result", record["outcome"])
 
 
-def _forward(rule: dict[str, Any], bus_arn: str, event: dict[str, Any], forwarded: bool) -> list[Delivery]:
-    """Put ``event`` on another account's bus and route it there: the delivery to the bus (its result: what the
-    event reached there), then those deliveries themselves."""
-    from modelwerk import local
-
-    sender = rule["Arn"].split(":")[4]
-    account, bus = bus_arn.split(":")[4], bus_arn.split(":event-bus/", 1)[1]
-    if forwarded:
-        log.info("rule %s: the event came from another account's bus and is not forwarded again", rule["Name"])
-        return [Delivery(rule["Name"], bus_arn, "not forwarded: the event already crossed accounts")]
-    state = local.read_state()
-    env = next((name for name, number in (state.accounts if state else {}).items() if number == account), None)
-    if env is None:
-        log.info("rule %s: bus %s is in no local account", rule["Name"], bus_arn)
-        return [Delivery(rule["Name"], bus_arn, LookupError(f"account {account} is not a local environment"))]
-    session = local.session(env, state)
-    if account != sender and not bus_admits(session, bus, sender, event):
-        log.warning("rule %s: bus %s does not admit account %s's %s", rule["Name"], bus_arn, sender,
-                    event.get("detail-type"))
-        return [Delivery(rule["Name"], bus_arn, PermissionError(
-            f"the policy of {bus_arn} does not allow account {sender} to put this event"))]
-    reached = _route(event, bus, env, session, forwarded=account != sender)
-    return [Delivery(rule["Name"], bus_arn, reached), *reached]
-
-
-#: The condition keys EventBridge evaluates on PutEvents that the local router evaluates too.
-_EVENT_KEYS = {"events:source": "source", "events:detail-type": "detail-type"}
+def _deliveries(endpoint_url: str, event_id: str, wait: float) -> list[dict[str, Any]]:
+    """The embedded EventBridge's deliveries of one event (its control ``events/deliveries``)."""
+    request = urllib.request.Request(f"{endpoint_url}/modelwerk-api/events/deliveries", method="POST",
+                                     data=json.dumps({"event_id": event_id, "wait": wait}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=wait + 30) as response:
+        return json.loads(response.read())["Deliveries"]
 
 
 def bus_admits(session: Any, bus: str, account: str, event: dict[str, Any]) -> bool:
-    """Whether the policy of ``bus`` (in ``session``'s account) lets ``account`` put ``event``: an Allow statement
-    for events:PutEvents naming the account (by id or root ARN) whose conditions, if any, are on the event's source
-    and detail-type (StringEquals, ForAllValues/ForAnyValue:StringEquals). Anything else is not admitted."""
+    """Whether the policy of ``bus`` (in ``session``'s account) lets ``account`` put ``event``
+    (:func:`modelwerk.local.services.events.models.policy_admits`)."""
     described = session.client("events").describe_event_bus(Name=bus)
-    statements = json.loads(described.get("Policy") or "{}").get("Statement", [])
-    for statement in statements if isinstance(statements, list) else [statements]:
-        actions = statement.get("Action", [])
-        actions = [actions] if isinstance(actions, str) else actions
-        principal = statement.get("Principal", {})
-        principals = principal.get("AWS", []) if isinstance(principal, dict) else []
-        principals = [principals] if isinstance(principals, str) else principals
-        if statement.get("Effect") != "Allow" or not {"events:PutEvents", "events:*"} & set(actions):
-            continue
-        if not any(p == account or (p.startswith("arn:") and p.split(":")[4:6] == [account, "root"]) for p in
-                   principals):
-            continue
-        if all(_condition_holds(operator, values, event)
-               for operator, values in (statement.get("Condition") or {}).items()):
-            return True
-    return False
-
-
-def _condition_holds(operator: str, values: dict[str, Any], event: dict[str, Any]) -> bool:
-    if operator not in ("StringEquals", "ForAllValues:StringEquals", "ForAnyValue:StringEquals"):
-        return False
-    for key, allowed in values.items():
-        field = _EVENT_KEYS.get(key.lower())
-        allowed = [allowed] if isinstance(allowed, str) else list(allowed)
-        if field is None or event.get(field) not in allowed:
-            return False
-    return True
-
-
-def _pipeline_rules(stage: str) -> list[tuple[str, dict[str, Any]]]:
-    """(name, resolved properties) of the stage's rules with a SageMaker pipeline target: the local runtime owns
-    them (the embedded EventBridge fails every event that matches one)."""
-    from modelwerk import local
-
-    try:
-        record = local.deployment_record(stage)
-    except Exception:  # noqa: BLE001 - no deployment (a test's own embedded AWS): no such rules
-        return []
-    rules = []
-    for stack in record.get("stacks", []):
-        for logical_id, resource in (stack.get("resources") or {}).items():
-            attributes = resource.get("attributes") or {}
-            if resource.get("type") == "AWS::Events::Rule" and attributes.get("EventPattern") and any(
-                    "SageMakerPipelineParameters" in t for t in attributes.get("Targets", [])):
-                rules.append((f"{stack.get('stack_name', '')}/{logical_id}", attributes))
-    return rules
-
-
-def _start_pipelines(event: dict[str, Any], stage: str) -> list[Delivery]:
-    """Start, through the local executor, the pipelines of the rules that match ``event`` (not waiting for them)."""
-    from moto.events.models import EventPattern
-
-    deliveries = []
-    for name, rule in _pipeline_rules(stage):
-        if rule.get("State", "ENABLED") != "ENABLED":
-            continue
-        pattern = rule["EventPattern"]
-        if not EventPattern.load(json.dumps(pattern) if isinstance(pattern, dict) else pattern).matches_event(event):
-            continue
-        for target in rule["Targets"]:
-            parameters = {p["Name"]: p["Value"] for p in
-                          target.get("SageMakerPipelineParameters", {}).get("PipelineParameterList", [])}
-            arn = target["Arn"]
-            try:
-                execution = _start_pipeline(arn.rsplit("/", 1)[-1], parameters, stage)
-            except Exception as error:  # noqa: BLE001 - EventBridge, too, records a failed target and goes on
-                log.warning("rule %s: pipeline %s did not start: %s", name, arn, error)
-                execution = error
-            deliveries.append(Delivery(name, arn, execution))
-    return deliveries
-
-
-def _start_pipeline(pipeline_name: str, parameters: dict[str, str], stage: str) -> Any:
-    """Start the pipeline of the stage whose rule matched (not the environment this process works in: a prod
-    alarm forwarded to dev starts dev's pipeline)."""
-    from modelwerk import naming, pipelines, settings
-
-    config = settings.load()
-    use_case = next((u for u in config.use_cases
-                     if naming.training_pipeline_name(config.project, stage, u) == pipeline_name), None)
-    if use_case is None:
-        raise LookupError(f"no use case runs pipeline {pipeline_name}")
-    return pipelines.run(use_case, parameters, wait=False, env=stage)
+    return policy_admits(described.get("Policy"), account, event)

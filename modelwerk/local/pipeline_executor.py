@@ -4,9 +4,10 @@ It reads the definition JSON exactly as SageMaker does: parameters (defaults and
 anything runs), steps in the order their property references and ``DependsOn`` impose, expressions resolved by
 :mod:`modelwerk.local.pipeline_expressions`. Processing and training steps run as local processes under the container
 contracts (:mod:`~modelwerk.local.processing`, :mod:`~modelwerk.local.training`); a condition step picks its branch;
-a fail step ends the execution with its message; a ``RegisterModel`` step calls ``CreateModelPackage``. A failed step
-fails the execution and the steps not yet run are skipped. Each step's status, duration, failure reason and log are
-kept in the execution's record folder.
+a fail step ends the execution with its message; a ``RegisterModel`` step calls ``CreateModelPackage`` (in the group's
+account) and a ``Model`` step ``CreateModel``. A failed step fails the execution and the steps not yet run are skipped.
+An execution asked to stop ends its running job's process and is Stopped. Each step's status, times, failure reason
+and log are kept in the execution's record folder.
 
 Step caching follows the step's ``CacheConfig``: a step whose cache key matches a successful earlier run of the same
 pipeline within ``ExpireAfter`` reuses that run's properties instead of running. The key holds the attributes
@@ -23,6 +24,7 @@ import os
 import re
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -32,7 +34,7 @@ from typing import Any
 
 from modelwerk.errors import ExecutionFailedError, ValidationError
 from modelwerk.local.pipeline_expressions import ExecutionContext, condition_holds, references
-from modelwerk.local.processing import StepFailed, read_property_file, run_processing_job
+from modelwerk.local.processing import StepFailed, StepStopped, read_property_file, run_processing_job
 from modelwerk.local.training import run_training_job
 
 #: Attributes of a step's arguments that make its cache key (SageMaker's "default cache key attributes").
@@ -41,7 +43,7 @@ CACHE_KEY_ATTRIBUTES = {
     "Training": ("AlgorithmSpecification", "CheckpointConfig", "DebugHookConfig", "DebugRuleConfigurations",
                  "Environment", "HyperParameters", "InputDataConfig"),
 }
-SUCCEEDED, FAILED, SKIPPED, EXECUTING = "Succeeded", "Failed", "Skipped", "Executing"
+SUCCEEDED, FAILED, SKIPPED, EXECUTING, STOPPED = "Succeeded", "Failed", "Skipped", "Executing", "Stopped"
 _DURATION = re.compile(r"^P?(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$",
                        re.IGNORECASE)
 
@@ -78,6 +80,12 @@ class Execution:
     failure_reason: str | None = None
     steps: list[StepRecord] = field(default_factory=list)
     record_dir: str = ""
+    #: What StartPipelineExecution was given besides the parameters.
+    display_name: str | None = None
+    description: str | None = None
+    parallelism: dict[str, Any] | None = None
+    client_request_token: str | None = None
+    updated_at: str | None = None
 
     @property
     def model_package_arn(self) -> str | None:
@@ -98,6 +106,7 @@ class Execution:
         return cls(**fields, steps=[StepRecord(**s) for s in doc.get("steps", [])])
 
     def save(self) -> None:
+        self.updated_at = _now()
         _write_atomically(Path(self.record_dir) / "execution.json", json.dumps(self.to_dict(), indent=1, default=str))
 
 
@@ -296,7 +305,10 @@ class PipelineExecutor:
         """Start an execution and run it to the end; the returned execution is Succeeded or Failed."""
         return self.resume(self.start(overrides, execution_id=execution_id))
 
-    def resume(self, execution: Execution) -> Execution:
+    def resume(self, execution: Execution, stop: threading.Event | None = None) -> Execution:
+        """Run a started execution to its end: Succeeded, Failed, or Stopped once ``stop`` is set (the running job's
+        process is ended, the steps after it do not run)."""
+        stop = stop or threading.Event()
         context = ExecutionContext(
             parameters=dict(execution.parameters),
             execution={"PipelineExecutionId": execution.execution_id, "PipelineExecutionArn": execution.arn,
@@ -305,8 +317,11 @@ class PipelineExecutor:
         )
         queue = list(self.order)
         while queue and execution.status == EXECUTING:
+            if stop.is_set():
+                execution.status = STOPPED
+                break
             step = queue.pop(0)
-            branch = self._run_step(step, context, execution)
+            branch = self._run_step(step, context, execution, stop)
             queue = branch + queue
         if execution.status == EXECUTING:
             execution.status = SUCCEEDED
@@ -314,9 +329,11 @@ class PipelineExecutor:
         execution.save()
         return execution
 
-    def _run_step(self, step: dict[str, Any], context: ExecutionContext, execution: Execution) -> list[dict]:
+    def _run_step(self, step: dict[str, Any], context: ExecutionContext, execution: Execution,
+                  stop: threading.Event) -> list[dict]:
         record = execution.step(step["Name"])
         record.status, record.started_at = EXECUTING, _now()
+        execution.save()
         self.on_step(record)
         started = time.monotonic()
         branch: list[dict] = []
@@ -325,7 +342,7 @@ class PipelineExecutor:
             arguments = context.evaluate(step.get("Arguments", {}))
             kind = step["Type"]
             if kind in ("Processing", "Training"):
-                log = self._run_job(step, arguments, context, execution, record)
+                log = self._run_job(step, arguments, context, execution, record, stop)
             elif kind == "Condition":
                 holds = all(condition_holds(c, context) for c in step["Arguments"].get("Conditions", []))
                 record.properties = {"Outcome": "True" if holds else "False"}
@@ -337,9 +354,15 @@ class PipelineExecutor:
             elif kind == "RegisterModel":
                 record.properties = self._register(arguments)
                 context.steps[step["Name"]] = record.properties
+            elif kind == "Model":
+                record.properties = self._create_model(step, arguments, execution)
+                context.steps[step["Name"]] = record.properties
             else:
                 raise ValidationError(f"step {step['Name']}: the local executor does not run {kind} steps")
             record.status = SUCCEEDED
+        except StepStopped as exc:
+            record.status, execution.status = STOPPED, STOPPED
+            log = exc.log
         except StepFailed as exc:
             self._fail(execution, record, str(exc))
             log = exc.log
@@ -363,7 +386,7 @@ class PipelineExecutor:
         execution.status, execution.failure_reason = FAILED, reason
 
     def _run_job(self, step: dict[str, Any], arguments: dict[str, Any], context: ExecutionContext,
-                 execution: Execution, record: StepRecord) -> str:
+                 execution: Execution, record: StepRecord, stop: threading.Event) -> str:
         cache_config = step.get("CacheConfig") or {}
         key = self.cache.key(self.pipeline_name, step, arguments) if cache_config.get("Enabled") else None
         cached = self.cache.lookup(key, cache_config.get("ExpireAfter")) if key else None
@@ -375,7 +398,12 @@ class PipelineExecutor:
         job_name = f"pipelines-{execution.execution_id}-{step['Name']}"[:63]
         work_dir = Path(execution.record_dir) / "work" / step["Name"]
         runner = run_processing_job if step["Type"] == "Processing" else run_training_job
-        result = runner(job_name, arguments, work_dir=work_dir, s3=self.s3, environment=self.environment)
+        try:
+            result = runner(job_name, arguments, work_dir=work_dir, s3=self.s3, environment=self.environment,
+                            stop=stop)
+        finally:
+            if stop.is_set():
+                shutil.rmtree(work_dir, ignore_errors=True)
         record.properties = result.properties
         context.steps[step["Name"]] = result.properties
         files = {pf["PropertyFileName"]: read_property_file(arguments, pf, self.s3)
@@ -401,6 +429,14 @@ class PipelineExecutor:
         sagemaker = self.clients("sagemaker", account)
         arn = sagemaker.create_model_package(**request)["ModelPackageArn"]
         return {"ModelPackageArn": arn, "ModelApprovalStatus": request.get("ModelApprovalStatus")}
+
+
+    def _create_model(self, step: dict[str, Any], arguments: dict[str, Any], execution: Execution) -> dict[str, Any]:
+        """``CreateModel`` in the pipeline's account, named as SageMaker names a pipeline's models."""
+        request = {k: v for k, v in arguments.items() if v not in ({}, None)}
+        request.setdefault("ModelName", f"pipelines-{execution.execution_id}-{step['Name']}"[:63])
+        arn = self.clients("sagemaker", None).create_model(**request)["ModelArn"]
+        return {"ModelName": request["ModelName"], "ModelArn": arn}
 
 
 def load_execution(record_dir: Path) -> Execution:

@@ -9,8 +9,10 @@ already resolved, exactly as a pipeline's processing step holds it.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,56 @@ class StepFailed(ExecutionFailedError):
     def __init__(self, message: str, *, log: str = "") -> None:
         super().__init__(message)
         self.log = log
+
+
+class StepStopped(StepFailed):
+    """A job's process was ended because its execution was asked to stop (``StopPipelineExecution``)."""
+
+
+#: How often a running job checks whether it was asked to stop.
+_STOP_POLL_SECONDS = 0.5
+
+
+def run_process(name: str, command: list[str], *, env: dict[str, str], cwd: Path, timeout: float | None = None,
+                stop: threading.Event | None = None) -> subprocess.CompletedProcess:
+    """Run a job's process to its end, or end it (and what it started) when ``stop`` is set or ``timeout`` passes.
+
+    Raises :class:`StepStopped` when stopped and ``subprocess.TimeoutExpired`` (with the output so far) on timeout.
+    """
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout if timeout else None
+    while True:
+        wait = _STOP_POLL_SECONDS
+        if deadline is not None:
+            wait = max(0.0, min(wait, deadline - time.monotonic()))
+        try:
+            stdout, stderr = process.communicate(timeout=wait)
+            return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+        except subprocess.TimeoutExpired:
+            stopped = stop is not None and stop.is_set()
+            late = deadline is not None and time.monotonic() >= deadline
+            if not (stopped or late):
+                continue
+        stdout, stderr = _end(process)
+        if stopped:
+            raise StepStopped(f"step {name} stopped: its execution was asked to stop", log=stdout + stderr)
+        raise subprocess.TimeoutExpired(command, timeout or 0, output=stdout, stderr=stderr)
+
+
+def _end(process: subprocess.Popen) -> tuple[str, str]:
+    """Terminate a job's process group (SIGTERM, then SIGKILL after 10 s); what it printed."""
+    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, None)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            stdout, stderr = process.communicate(timeout=grace)
+            return stdout or "", stderr or ""
+        except subprocess.TimeoutExpired:
+            continue
+    return "", ""
 
 
 @dataclass(frozen=True)
@@ -103,8 +155,9 @@ def failure_message(step: str, result: subprocess.CompletedProcess) -> str:
 
 
 def run_processing_job(name: str, arguments: dict[str, Any], *, work_dir: Path, s3: Any,
-                       environment: dict[str, str] | None = None) -> JobResult:
-    """Run one processing job locally; raise :class:`ExecutionFailedError` with the script's last lines on failure."""
+                       environment: dict[str, str] | None = None, stop: threading.Event | None = None) -> JobResult:
+    """Run one processing job locally; raise :class:`ExecutionFailedError` with the script's last lines on failure,
+    :class:`StepStopped` when ``stop`` is set while it runs."""
     started = time.monotonic()
     root = work_dir / "opt" / "ml"
     inputs = arguments.get("ProcessingInputs", [])
@@ -128,7 +181,13 @@ def run_processing_job(name: str, arguments: dict[str, Any], *, work_dir: Path, 
     for item in outputs:
         command += [f"--{item['OutputName']}", _local(item["S3Output"]["LocalPath"], root)]
     env = process_environment(root, arguments.get("Environment", {}), environment)
-    result = subprocess.run(command, env=env, cwd=work_dir, capture_output=True, text=True)
+    timeout = arguments.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
+    try:
+        result = run_process(name, command, env=env, cwd=work_dir, timeout=float(timeout) if timeout else None,
+                             stop=stop)
+    except subprocess.TimeoutExpired as exc:
+        raise StepFailed(f"step {name} stopped: it ran past MaxRuntimeInSeconds ({timeout} s)",
+                         log=f"{exc.stdout or ''}{exc.stderr or ''}") from None
     log = result.stdout + result.stderr
     if result.returncode != 0:
         raise StepFailed(failure_message(name, result), log=log)

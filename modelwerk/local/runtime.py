@@ -7,10 +7,16 @@ fleet by weight (blue/green shifts traffic by rewriting the weights), loads a mu
 its S3 prefix into the container on first use, answers errors in the Runtime API's shape (``ValidationError``,
 ``ModelError`` with the container's status and message), and publishes SageMaker's invocation metrics.
 
-Endpoints are the JSON records under ``--endpoints-dir`` (one ``<endpoint>.json`` each, written by
-:mod:`modelwerk.endpoints`); the gateway rereads a record when its file changes, so deploys need no restart.
+Endpoints are JSON records (one ``<endpoint>.json`` each); the gateway rereads a record when its file changes, so
+deploys need no restart. Two ways to find them:
 
-``python -m modelwerk.local.runtime --port P --endpoints-dir DIR`` is what ``modelwerk local up`` starts.
+- ``--records-dir DIR --server URL``: the embedded SageMaker's records, ``DIR/<account>/<region>/<endpoint>.json``.
+  One runtime serves every account, as one regional SageMaker Runtime URL does on AWS: a request goes to the
+  endpoint of the caller's account (the access key of its signature, resolved by the embedded AWS's control
+  ``POST /modelwerk-api/sagemaker/account-of``) in the region it was signed for. The embedded AWS starts this
+  runtime itself and publishes its URL (``POST /modelwerk-api/sagemaker/runtime``). Invocation metrics go to the
+  endpoint's account, in its region.
+- ``--endpoints-dir DIR``: one folder of records, one account (the library's own local deploy).
 """
 
 from __future__ import annotations
@@ -22,7 +28,10 @@ import json
 import logging
 import os
 import random
+import re
+import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +50,8 @@ TARGET_MODEL = "x-amzn-sagemaker-target-model"
 TARGET_VARIANT = "x-amzn-sagemaker-target-variant"
 INVOCATIONS_PREFIX = "/endpoints/"
 INVOCATIONS_SUFFIX = "/invocations"
+#: The access key and region of a SigV4 signature.
+_CREDENTIAL = re.compile(rb"Credential=([^/,\s]+)/[^/]+/([^/]+)/")
 
 
 class InvokeError(Exception):
@@ -65,6 +76,9 @@ class Fleet:
     model_data_prefix: str | None = None
     model_cache_dir: str | None = None
     fleet: str = "blue"
+    #: The endpoint's account and region (records of the embedded SageMaker): where its models are read.
+    account: str | None = None
+    region: str | None = None
 
 
 @dataclass
@@ -94,8 +108,9 @@ class Route:
 def read_route(path: Path) -> Route:
     doc = json.loads(path.read_text(encoding="utf-8"))
     fleets = [Fleet(name=v.get("name", "AllTraffic"), url=v["url"], weight=float(v.get("weight", 1.0)),
-                    mode=doc.get("mode", "SingleModel"), model_data_prefix=v.get("model_data_prefix"),
-                    model_cache_dir=v.get("model_cache_dir"), fleet=v.get("fleet", "blue"))
+                    mode=v.get("mode") or doc.get("mode", "SingleModel"), model_data_prefix=v.get("model_data_prefix"),
+                    model_cache_dir=v.get("model_cache_dir"), fleet=v.get("fleet", "blue"),
+                    account=doc.get("account"), region=doc.get("region"))
               for v in doc.get("variants", []) if v.get("url")]
     return Route(endpoint=doc["endpoint"], fleets=fleets, mode=doc.get("mode", "SingleModel"))
 
@@ -146,10 +161,12 @@ class ModelLoader:
     loaded again when the container has since evicted it (it answers 404 for a model it does not hold).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clients: Any = None) -> None:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._loaded: set[tuple[str, str]] = set()
         self._s3: Any = None
+        #: ``clients(service, account, region)``: a client in the endpoint's account (None: this process's own).
+        self._clients = clients
 
     def forget(self, fleet: Fleet, model: str) -> None:
         self._loaded.discard((fleet.url, model))
@@ -184,14 +201,10 @@ class ModelLoader:
         target = folder / "model.tar.gz"
         if target.is_file():
             return folder
-        if self._s3 is None:
-            import boto3
-
-            self._s3 = boto3.client("s3")
         from botocore.exceptions import ClientError
 
         try:
-            body = self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            body = self._s3_of(fleet).get_object(Bucket=bucket, Key=key)["Body"].read()
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchKey", "404", "NotFound"):
@@ -204,6 +217,16 @@ class ModelLoader:
         os.replace(partial, target)
         return folder
 
+    def _s3_of(self, fleet: Fleet) -> Any:
+        """S3 as the endpoint's account reads it (its execution role on AWS)."""
+        if self._clients is not None and fleet.account:
+            return self._clients("s3", fleet.account, fleet.region)
+        if self._s3 is None:
+            import boto3
+
+            self._s3 = boto3.client("s3")
+        return self._s3
+
 
 def _message(text: str) -> str:
     try:
@@ -213,14 +236,99 @@ def _message(text: str) -> str:
     return str(doc.get("message", doc)) if isinstance(doc, dict) else str(doc)
 
 
-class Gateway:
-    """The ASGI application (raw, no framework: it sits on every request's path)."""
+class Accounts:
+    """Every account's endpoints behind one runtime: the caller's account from its access key (asked once per key of
+    the embedded AWS, which issued it), clients and invocation metrics in an endpoint's account."""
 
-    def __init__(self, endpoints_dir: Path, *, metrics: Any = None):
-        self.table = EndpointTable(Path(endpoints_dir))
-        self.loader = ModelLoader()
+    def __init__(self, server_url: str, *, default_region: str, samples_dir: Path | None = None,
+                 metrics: bool = True):
+        from modelwerk.local.services._context import ServiceContext
+
+        self.server_url = server_url.rstrip("/")
+        self.default_region = default_region
+        self.samples_dir = samples_dir
+        self.publish_metrics = metrics
+        self._context = ServiceContext(endpoint_url=self.server_url, default_region=default_region)
+        self._accounts: dict[str, str] = {}
+        self._metrics: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def account_of(self, access_key: str) -> str:
+        """Blocking (an HTTP call the first time): run it off the event loop."""
+        known = self._accounts.get(access_key)
+        if known is not None:
+            return known
+        request = urllib.request.Request(f"{self.server_url}/modelwerk-api/sagemaker/account-of", method="POST",
+                                         data=json.dumps({"access_key": access_key}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            account = json.loads(response.read())["account"]
+        self._accounts[access_key] = account
+        return account
+
+    def client(self, service: str, account: str, region: str | None) -> Any:
+        return self._context.client(service, account, region or self.default_region)
+
+    def metrics(self, account: str, region: str) -> Any:
+        """The invocation metrics published into ``account``'s CloudWatch in ``region`` (None when switched off)."""
+        if not self.publish_metrics:
+            return None
+        with self._lock:
+            found = self._metrics.get((account, region))
+            if found is None:
+                from modelwerk.local.endpoint_metrics import InvocationMetrics
+
+                samples = self.samples_dir / account if self.samples_dir else None
+                # alarms judge deployments within seconds locally
+                found = InvocationMetrics(lambda: self.client("cloudwatch", account, region), flush_seconds=1.0,
+                                          samples_dir=samples)
+                self._metrics[(account, region)] = found
+            return found
+
+    def close(self) -> None:
+        with self._lock:
+            for metrics in self._metrics.values():
+                metrics.close()
+            self._metrics.clear()
+
+
+class Gateway:
+    """The ASGI application (raw, no framework: it sits on every request's path).
+
+    With ``accounts``, ``endpoints_dir`` holds ``<account>/<region>/`` folders and a request is routed by its
+    signature; without, it is one folder of records and ``metrics`` records every request.
+    """
+
+    def __init__(self, endpoints_dir: Path, *, metrics: Any = None, accounts: Accounts | None = None):
+        self.folder = Path(endpoints_dir)
+        self.table = EndpointTable(self.folder)
+        self.accounts = accounts
+        self._tables: dict[tuple[str, str], EndpointTable] = {}
+        self.loader = ModelLoader(accounts.client if accounts is not None else None)
         self.metrics = metrics
         self._session: Any = None
+
+    async def _routing(self, headers: dict[bytes, bytes]) -> tuple[EndpointTable, Any]:
+        """The records and the metrics of the caller's account and region."""
+        if self.accounts is None:
+            return self.table, self.metrics
+        signed = _CREDENTIAL.search(headers.get(b"authorization", b""))
+        if signed:
+            access_key, region = signed.group(1).decode("latin-1"), signed.group(2).decode("latin-1")
+            loop = asyncio.get_running_loop()
+            try:
+                account = await loop.run_in_executor(None, self.accounts.account_of, access_key)
+            except OSError as error:
+                raise InvokeError(500, "InternalFailure", f"the embedded AWS did not say whose access key "
+                                                          f"{access_key} is: {error}") from None
+        else:  # an unsigned request: the embedded AWS's default account, as moto takes it
+            from moto.core import DEFAULT_ACCOUNT_ID
+
+            account, region = DEFAULT_ACCOUNT_ID, self.accounts.default_region
+        table = self._tables.get((account, region))
+        if table is None:
+            table = self._tables[(account, region)] = EndpointTable(self.folder / account / region)
+        return table, self.accounts.metrics(account, region)
 
     async def _client(self):
         if self._session is None:
@@ -253,12 +361,14 @@ class Gateway:
         fleet: Fleet | None = None
         status = 500
         model_seconds: float | None = None
+        metrics = self.metrics
         try:
-            route = self.table.get(name)
+            headers = {k.lower(): v for k, v in scope["headers"]}
+            table, metrics = await self._routing(headers)
+            route = table.get(name)
             if route is None:
                 raise InvokeError(400, "ValidationError", f"Endpoint {name} not found; 'modelwerk endpoints list' "
                                                             "shows the local endpoints")
-            headers = {k.lower(): v for k, v in scope["headers"]}
             body = await _read_body(receive)
             fleet = route.pick(_header(headers, TARGET_VARIANT))
             status, out_headers, payload, model_seconds = await self._invoke(route, fleet, headers, body)
@@ -272,11 +382,10 @@ class Gateway:
             await _error(send, InvokeError(500, "InternalFailure", f"The local runtime failed invoking {name}; "
                                                                    "see .modelwerk/local/runtime.log"))
         finally:
-            if self.metrics is not None and fleet is not None:
+            if metrics is not None and fleet is not None:
                 total = time.perf_counter() - started
                 model_us = None if model_seconds is None else int(model_seconds * 1e6)  # never reached the model
-                self.metrics.record(name, fleet.name, status, model_us,
-                                    int(max(total - (model_seconds or 0.0), 0) * 1e6))
+                metrics.record(name, fleet.name, status, model_us, int(max(total - (model_seconds or 0.0), 0) * 1e6))
 
     async def _invoke(self, route: Route, fleet: Fleet, headers: dict[bytes, bytes], body: bytes):
         if len(body) > MAX_PAYLOAD_BYTES:
@@ -285,7 +394,7 @@ class Gateway:
                                 "send fewer rows per request")
         target = _header(headers, TARGET_MODEL)
         session = await self._client()
-        if route.mode == "MultiModel":
+        if fleet.mode == "MultiModel":
             if not target:
                 raise InvokeError(400, "ValidationError",
                                     f"Endpoint {route.endpoint} is a multi-model endpoint: set TargetModel")
@@ -344,6 +453,8 @@ class Gateway:
                     await self._session.close()
                 if self.metrics is not None:
                     self.metrics.close()
+                if self.accounts is not None:
+                    self.accounts.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -383,31 +494,57 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m modelwerk.local.runtime", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--endpoints-dir", required=True, type=Path)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--records-dir", type=Path, help="the embedded SageMaker's records: <account>/<region>/")
+    where.add_argument("--endpoints-dir", type=Path, help="one folder of endpoint records, one account")
+    parser.add_argument("--server", help="the embedded AWS (with --records-dir)")
+    parser.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"),
+                        help="the region of unsigned requests (with --records-dir)")
+    parser.add_argument("--samples-dir", type=Path, help="latency samples for percentile alarms, per account")
     parser.add_argument("--no-metrics", action="store_true", help="do not publish invocation metrics")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     import uvicorn
 
-    metrics = None
-    if not args.no_metrics and os.environ.get("AWS_ENDPOINT_URL"):
-        from modelwerk.local.endpoint_metrics import InvocationMetrics
-
-        def cloudwatch() -> Any:
-            import boto3
-
-            return boto3.client("cloudwatch")
-
-        import boto3
-
-        from modelwerk.local.endpoint_metrics import default_samples_dir
-
-        account = boto3.client("sts").get_caller_identity()["Account"]
-        # alarms judge deployments within seconds locally
-        metrics = InvocationMetrics(cloudwatch, flush_seconds=1.0, samples_dir=default_samples_dir(account))
-    app = Gateway(args.endpoints_dir, metrics=metrics)
+    if args.records_dir is not None:
+        if not args.server:
+            parser.error("--records-dir needs --server, the embedded AWS that keeps the records")
+        accounts = Accounts(args.server, default_region=args.region, samples_dir=args.samples_dir,
+                            metrics=not args.no_metrics)
+        app = Gateway(args.records_dir, accounts=accounts)
+        _exit_with_parent()
+    else:
+        app = Gateway(args.endpoints_dir, metrics=None if args.no_metrics else _own_account_metrics())
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, lifespan="on")
+
+
+def _exit_with_parent(seconds: float = 2.0) -> None:
+    """The embedded AWS started this runtime and stops it; should it end without doing so (killed), the runtime
+    ends too rather than serving a server that is gone."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(seconds)
+        log.info("the embedded AWS that started this runtime is gone: stopping")
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _own_account_metrics() -> Any:
+    """Invocation metrics into this process's account (the library's local deploy), None outside local mode."""
+    if not os.environ.get("AWS_ENDPOINT_URL"):
+        return None
+    import boto3
+
+    from modelwerk.local.endpoint_metrics import InvocationMetrics, default_samples_dir
+
+    account = boto3.client("sts").get_caller_identity()["Account"]
+    # alarms judge deployments within seconds locally
+    return InvocationMetrics(lambda: boto3.client("cloudwatch"), flush_seconds=1.0,
+                             samples_dir=default_samples_dir(account))
 
 
 if __name__ == "__main__":

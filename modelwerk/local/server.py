@@ -11,36 +11,14 @@ import argparse
 import logging
 import os
 import signal
-import socket
 import threading
-import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from modelwerk.local.ports import free_port, is_healthy, wait_healthy
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def is_healthy(endpoint_url: str, timeout: float = 1.0) -> bool:
-    try:
-        with urllib.request.urlopen(f"{endpoint_url}/moto-api/config", timeout=timeout) as response:
-            return 200 <= response.status < 300
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-def wait_healthy(endpoint_url: str, deadline_seconds: float = 30.0) -> bool:
-    deadline = time.monotonic() + deadline_seconds
-    while time.monotonic() < deadline:
-        if is_healthy(endpoint_url):
-            return True
-        time.sleep(0.1)
-    return False
+__all__ = ["EmbeddedAWS", "free_port", "is_healthy", "wait_healthy"]
 
 
 class EmbeddedAWS:

@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import tarfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from modelwerk.local.processing import (
     _split_s3,
     failure_message,
     process_environment,
+    run_process,
     stage_in,
 )
 
@@ -70,8 +72,9 @@ def _pack_and_upload(s3: Any, folder: Path, uri: str) -> None:
 
 
 def run_training_job(name: str, arguments: dict[str, Any], *, work_dir: Path, s3: Any,
-                     environment: dict[str, str] | None = None) -> JobResult:
-    """Run one training job locally; raise :class:`StepFailed` with the script's failure reason."""
+                     environment: dict[str, str] | None = None, stop: threading.Event | None = None) -> JobResult:
+    """Run one training job locally; raise :class:`StepFailed` with the script's failure reason, and
+    :class:`~modelwerk.local.processing.StepStopped` when ``stop`` is set while it runs."""
     started = time.monotonic()
     root = work_dir / "opt" / "ml"
     config_dir, data_dir = root / "input" / "config", root / "input" / "data"
@@ -126,8 +129,8 @@ def run_training_job(name: str, arguments: dict[str, Any], *, work_dir: Path, s3
         command += [f"--{key}", value]
     timeout = arguments.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
     try:
-        result = subprocess.run(command, env=env, cwd=code_dir, capture_output=True, text=True,
-                                timeout=float(timeout) if timeout else None)
+        result = run_process(name, command, env=env, cwd=code_dir, timeout=float(timeout) if timeout else None,
+                             stop=stop)
     except subprocess.TimeoutExpired as exc:
         raise StepFailed(f"step {name} stopped: it ran past MaxRuntimeInSeconds ({timeout} s)",
                          log=f"{exc.stdout or ''}{exc.stderr or ''}") from None

@@ -1,28 +1,67 @@
-"""Fixtures of the modules that drive local mode through the CLI: one embedded AWS per module."""
+"""Fixtures of the tests that drive local mode, shared by the whole session (the expensive part runs once).
+
+``local_mode``: one ``modelwerk local up`` for the session, every environment deployed into its account. ``demo``:
+``scripts/demo.sh`` (what ``make demo`` runs) on that local mode — both use cases from sensor files to a promoted,
+monitored, retrained model —, which the modules that look at the lifecycle (data lake, training, registry,
+endpoints, monitoring, promotion, the notebook) take as their starting state instead of building their own. The
+modules that use them are marked ``xdist_group("local-mode")`` so that one worker runs them all on one local mode.
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 
 import pytest
 
-from local_cli import cli_environment, cli_json, run_cli
+from local_cli import ROOT, cli_environment, cli_json, run_cli
+
+#: The xdist group of every module that uses the session's local mode.
+LOCAL_MODE = pytest.mark.xdist_group("local-mode")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cli_env(tmp_path_factory):
     return cli_environment(tmp_path_factory.mktemp("modelwerk-state"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def local_mode(cli_env):
-    """`modelwerk local up` for the module; this process's clients point at it until `local down`."""
+    """`modelwerk local up` for the session; this process's clients point at it (dev's profile) until the end."""
     state = cli_json("local", "up", env=cli_env)
     saved = dict(os.environ)
-    os.environ.update(AWS_ENDPOINT_URL=state["endpoint_url"], AWS_ACCESS_KEY_ID="testing",
-                      AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=state["region"],
+    for name in [k for k in os.environ if k.startswith("AWS_")]:
+        del os.environ[name]
+    os.environ.update(AWS_CONFIG_FILE=state["aws_config_file"], AWS_PROFILE="modelwerk-dev",
+                      AWS_DEFAULT_REGION=state["region"], AWS_REGION=state["region"],
                       MODELWERK_STATE_DIR=cli_env["MODELWERK_STATE_DIR"])
+    from modelwerk import platform
+
+    platform._resolve_cached.cache_clear()
     yield state
     run_cli("local", "down", env=cli_env, check=False)
     os.environ.clear()
     os.environ.update(saved)
+    platform._resolve_cached.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def demo(local_mode, cli_env):
+    """``bash scripts/demo.sh`` as ``make demo`` runs it, on the session's local mode; its output and wall time."""
+    started = time.monotonic()
+    finished = subprocess.run(["bash", "scripts/demo.sh"], cwd=ROOT, env=cli_env, capture_output=True, text=True,
+                              timeout=1500)
+    seconds = time.monotonic() - started
+    print(f"\ndemo wall time: {seconds:.0f} s")
+    return {"env": cli_env, "stdout": finished.stdout, "stderr": finished.stderr, "code": finished.returncode,
+            "seconds": seconds, "work": os.path.join(cli_env["MODELWERK_STATE_DIR"], "demo")}
+
+
+@pytest.fixture(scope="session")
+def demo_ok(demo):
+    """The demo's state, for tests that build on it: they fail (not error) with the demo's output if it failed."""
+    if demo["code"] != 0:
+        pytest.fail("the demo failed, so the lifecycle it leaves is missing:\n" + demo["stderr"][-3000:]
+                    + demo["stdout"][-3000:])
+    return demo

@@ -1,10 +1,11 @@
-"""The local event router across accounts: prod's alarm forwarded to dev's default bus, admitted by that bus's
+"""The embedded EventBridge across accounts: prod's alarm forwarded to dev's default bus, admitted by that bus's
 policy, starts dev's retraining pipeline; a bus that does not name the sender refuses it; an event that already
 crossed accounts is not forwarded again."""
 
 from __future__ import annotations
 
 import json
+import urllib.request
 from types import SimpleNamespace
 
 import boto3
@@ -77,47 +78,59 @@ def _retraining() -> dict:
 
 @pytest.fixture
 def accounts(monkeypatch, tmp_path):
-    """Sessions in dev, staging and prod of an in-process moto; local mode's state and records point at them."""
+    """Sessions in dev, staging and prod of an in-process moto (for the bus policy alone)."""
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "MODELWERK_LOCAL_ROOT"):
         monkeypatch.delenv(name, raising=False)
+    _credentials(monkeypatch)
+    with mock_aws():
+        yield _sessions(boto3.Session(region_name=REGION))
+
+
+def _credentials(monkeypatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("MODELWERK_STATE_DIR", str(tmp_path / "records"))
-    with mock_aws():
-        sessions = {"dev": boto3.Session(region_name=REGION)}
-        for env in ("staging", "prod"):
-            issued = sessions["dev"].client("sts").assume_role(
-                RoleArn=f"arn:aws:iam::{ACCOUNTS[env]}:role/deployer", RoleSessionName=env)["Credentials"]
-            sessions[env] = boto3.Session(aws_access_key_id=issued["AccessKeyId"], region_name=REGION,
-                                          aws_secret_access_key=issued["SecretAccessKey"],
-                                          aws_session_token=issued["SessionToken"])
-        from modelwerk import local
 
-        monkeypatch.setattr(local, "read_state", lambda root=None: SimpleNamespace(accounts=ACCOUNTS))
-        monkeypatch.setattr(local, "session", lambda env, state=None: sessions[env])
-        yield sessions
+
+def _sessions(dev: boto3.Session) -> dict[str, boto3.Session]:
+    sessions = {"dev": dev}
+    for env in ("staging", "prod"):
+        issued = dev.client("sts").assume_role(
+            RoleArn=f"arn:aws:iam::{ACCOUNTS[env]}:role/deployer", RoleSessionName=env)["Credentials"]
+        sessions[env] = boto3.Session(aws_access_key_id=issued["AccessKeyId"], region_name=REGION,
+                                      aws_secret_access_key=issued["SecretAccessKey"],
+                                      aws_session_token=issued["SessionToken"])
+    return sessions
+
+
+@pytest.fixture
+def embedded(monkeypatch, tmp_path):
+    """An embedded AWS of this test (its router delivers the rules' targets) and sessions in its three accounts;
+    the pipelines the rules start are recorded instead of run."""
+    from modelwerk.local.server import EmbeddedAWS, free_port
+    from modelwerk.local.services.sagemaker import pipelines
+
+    started = []
+    monkeypatch.setattr(pipelines, "start_pipeline_execution", lambda context, **kwargs: started.append(kwargs)
+                        or f"arn:aws:sagemaker:{kwargs['region']}:{kwargs['account']}:pipeline/{kwargs['pipeline']}"
+                           "/execution/local")
+    server = EmbeddedAWS(port=free_port(), state_dir=tmp_path / "state", region=REGION).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint_url)
+    _credentials(monkeypatch)
+    try:
+        yield SimpleNamespace(url=server.endpoint_url, sessions=_sessions(boto3.Session(region_name=REGION)),
+                              started=started)
+    finally:
+        server.stop()
 
 
 def _deploy(sessions, tmp_path, env: str, resources: dict) -> None:
-    """Deploy ``resources`` as ``env``'s stage and keep its deployment record, as ``modelwerk local up`` does."""
+    """Deploy ``resources`` as ``env``'s stage, as ``modelwerk local up`` does."""
     template = tmp_path / f"{env}.template.json"
     template.write_text(json.dumps({"Resources": resources}))
     stack = StackArtifact(name=f"{env}-Monitoring", template_file=template, assets_file=None, account=ACCOUNTS[env],
                           region=REGION, dependencies=())
-    deployment = deploy_stack(sessions[env], stack)
-    folder = tmp_path / "records" / "local" / "deployments"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{env}.json").write_text(json.dumps({"stage": env, "stacks": [
-        {**deployment.to_dict(), "template_file": str(template), "assets_file": None}]}))
-
-
-@pytest.fixture
-def started(monkeypatch):
-    calls = []
-    monkeypatch.setattr(events, "_start_pipeline",
-                        lambda name, parameters, stage: calls.append((name, parameters, stage)) or f"{stage}:{name}")
-    return calls
+    deploy_stack(sessions[env], stack)
 
 
 def _alarm_event(env: str, source: str = "aws.cloudwatch") -> dict:
@@ -126,25 +139,39 @@ def _alarm_event(env: str, source: str = "aws.cloudwatch") -> dict:
             "resources": [_alarm_arn(env)], "detail": {"alarmName": ALARM, "state": {"value": "ALARM"}}}
 
 
-def test_prods_alarm_reaches_devs_bus_and_starts_devs_pipeline(accounts, tmp_path, started):
-    _deploy(accounts, tmp_path, "prod", _forwarding("prod", to="dev"))
+def _put_and_deliver(embedded, env: str) -> list[dict]:
+    """PutEvents of prod's alarm change in ``env``'s account, and the deliveries it caused, once made."""
+    event = _alarm_event(env)
+    answer = embedded.sessions[env].client("events").put_events(Entries=[{
+        "Source": event["source"], "DetailType": event["detail-type"], "Detail": json.dumps(event["detail"]),
+        "Resources": event["resources"]}])
+    assert answer["FailedEntryCount"] == 0
+    request = urllib.request.Request(f"{embedded.url}/modelwerk-api/events/deliveries", method="POST", data=json.dumps(
+        {"event_id": answer["Entries"][0]["EventId"], "wait": 30}).encode())
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())["Deliveries"]
+
+
+def test_prods_alarm_reaches_devs_bus_and_starts_devs_pipeline(embedded, tmp_path):
+    _deploy(embedded.sessions, tmp_path, "prod", _forwarding("prod", to="dev"))
     onward = _forwarding("dev", to="staging")  # a rule in dev that would pass prod's alarm on to staging
     onward["Forward"]["Properties"]["EventPattern"] = _pattern(_alarm_arn("prod"))
-    _deploy(accounts, tmp_path, "dev", {**_bus_policy("staging", "prod"), **_retraining(), **onward})
-    deliveries = events.put_event(_alarm_event("prod"), stage="prod", session=accounts["prod"])
-    assert started == [(PIPELINE, {"SnapshotId": "latest"}, "dev")]
-    by_target = {d.target_arn: d for d in deliveries}
-    assert [d.target_arn for d in by_target[_bus_arn("dev")].result] == [
-        _bus_arn("staging"), _pipeline_arn()]
+    _deploy(embedded.sessions, tmp_path, "dev", {**_bus_policy("staging", "prod"), **_retraining(), **onward})
+    deliveries = {d["target_arn"]: d for d in _put_and_deliver(embedded, "prod")}
+    assert embedded.started == [{"account": ACCOUNTS["dev"], "region": REGION, "pipeline": PIPELINE,
+                                 "parameters": {"SnapshotId": "latest"}, "display_name": None}]
+    assert deliveries[_bus_arn("dev")]["outcome"] == "delivered"
+    assert deliveries[_pipeline_arn()]["outcome"] == "delivered"
     # dev's rule toward staging matches too, but an event that already crossed accounts goes no further.
-    assert "not forwarded" in by_target[_bus_arn("staging")].result
+    assert deliveries[_bus_arn("staging")]["outcome"] == "skipped"
 
 
-def test_a_bus_whose_policy_does_not_name_the_sender_refuses_its_alarm(accounts, tmp_path, started):
-    _deploy(accounts, tmp_path, "prod", _forwarding("prod", to="dev"))
-    _deploy(accounts, tmp_path, "dev", {**_bus_policy("staging"), **_retraining()})
-    (delivery,) = events.put_event(_alarm_event("prod"), stage="prod", session=accounts["prod"])
-    assert isinstance(delivery.result, PermissionError) and started == []
+def test_a_bus_whose_policy_does_not_name_the_sender_refuses_its_alarm(embedded, tmp_path):
+    _deploy(embedded.sessions, tmp_path, "prod", _forwarding("prod", to="dev"))
+    _deploy(embedded.sessions, tmp_path, "dev", {**_bus_policy("staging"), **_retraining()})
+    (delivery,) = _put_and_deliver(embedded, "prod")
+    assert delivery["outcome"] == "failed" and delivery["error"]["code"] == "AccessDeniedException"
+    assert embedded.started == []
 
 
 @pytest.mark.parametrize("sender, source, admitted", [

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from modelwerk import cli, promotion
-from modelwerk.errors import ConfigurationError, ValidationError
+from modelwerk.errors import ValidationError
 
 
 def _result(status="Failed"):
@@ -44,12 +44,6 @@ def test_only_staging_and_prod_are_targets():
         promotion.promote("pump-health", 1, to="qa")
     with pytest.raises(ValidationError, match="only prod is rolled back"):
         promotion.rollback("pump-health", to="staging")
-
-
-def test_outside_local_mode_the_promotion_pipeline_is_named_instead(monkeypatch):
-    monkeypatch.setenv("MODELWERK_LOCAL", "0")
-    with pytest.raises(ConfigurationError, match="registry account's promotion pipeline"):
-        promotion.promote("pump-health", 1, to="prod", approve=True)
 
 
 def test_rollback_with_a_version_is_one_sentence_on_the_command_line(capsys):
