@@ -21,7 +21,7 @@ _LAZY = {
     "models": ("modelwerk.models", None),
     "approve": ("modelwerk.models", "approve"),
     "reject": ("modelwerk.models", "reject"),
-    "runs": ("modelwerk.tracking", "runs"),
+    "runs": ("modelwerk.pipelines", "runs"),
     "pipelines": ("modelwerk.pipelines", None),
     "endpoints": ("modelwerk.endpoints", None),
     "deploy": ("modelwerk.endpoints", "deploy"),

@@ -262,8 +262,9 @@ def _pipeline_describe(args: argparse.Namespace, out: _Output) -> None:
 
 # -- runs -------------------------------------------------------------------------------------------------------------
 def _runs_list(args: argparse.Namespace, out: _Output) -> None:
-    from modelwerk import tracking
+    from modelwerk import pipelines, tracking
 
+    pipelines.sync_tracking(args.use_case, env=args.env)
     listed = tracking.list_runs(args.use_case)
 
     def human(p: dict[str, Any]) -> str:

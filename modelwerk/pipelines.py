@@ -25,7 +25,8 @@ from modelwerk.errors import NotFoundError, ValidationError
 from modelwerk.platform import Platform, resolve, session_for_account
 from modelwerk.waiting import poll
 
-__all__ = ["PipelineExecution", "definition", "describe", "executions", "run"]
+__all__ = ["PipelineExecution", "definition", "describe", "executions", "run", "runs", "sync_tracking",
+           "track_executions"]
 
 SNAPSHOT_PARAMETER = "SnapshotId"
 EVALUATION_PROPERTY_FILE = "EvaluationReport"
@@ -203,6 +204,56 @@ def executions(use_case: str, *, env: str | None = None, limit: int = 50) -> lis
         PipelineName=_pipeline_name(platform, use_case), SortBy="CreationTime", SortOrder="Descending",
         MaxResults=min(limit, 100))["PipelineExecutionSummaries"]
     return [_describe(platform, use_case, s["PipelineExecutionArn"]) for s in summaries]
+
+
+def runs(use_case: str, *, env: str | None = None, limit: int = 50) -> "Any":
+    """The use case's tracked runs (:func:`modelwerk.tracking.runs`), after logging the finished executions that are
+    not tracked yet: those a schedule, an alarm or a plain ``StartPipelineExecution`` started.
+
+    Example
+    -------
+    >>> modelwerk.runs("pump-health")[["execution_id", "status", "metrics.f1"]].head()
+    """
+    from modelwerk import tracking
+
+    sync_tracking(use_case, env=env, limit=limit)
+    return tracking.runs(use_case)
+
+
+def sync_tracking(use_case: str, *, env: str | None = None, limit: int = 50) -> int:
+    """:func:`track_executions`, where SageMaker answers: without AWS at hand the tracked runs are all there is."""
+    import logging
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from modelwerk.errors import ModelwerkError
+
+    resolve(env).contract(use_case)  # an unknown use case is the caller's error, not AWS's absence
+    try:
+        return track_executions(use_case, env=env, limit=limit)
+    except (BotoCoreError, ClientError, ModelwerkError) as error:
+        logging.getLogger("modelwerk").warning("executions not read from SageMaker (%s); showing the tracked runs",
+                                               error)
+        return 0
+
+
+def track_executions(use_case: str, *, env: str | None = None, limit: int = 50) -> int:
+    """Log to experiment tracking the finished executions among the newest ``limit`` that are not tracked as
+    finished yet, however they were started; how many were logged."""
+    from modelwerk import tracking
+
+    finished = {r["execution_arn"] for r in tracking.list_runs(use_case) if r["status"] in tracking.FINISHED_STATUSES}
+    platform = resolve(env)
+    sagemaker = platform.session().client("sagemaker")
+    summaries = sagemaker.list_pipeline_executions(
+        PipelineName=_pipeline_name(platform, use_case), SortBy="CreationTime", SortOrder="Descending",
+        MaxResults=min(limit, 100))["PipelineExecutionSummaries"]
+    logged = 0
+    for summary in summaries:
+        if summary["PipelineExecutionStatus"] in FINISHED and summary["PipelineExecutionArn"] not in finished:
+            _track(_describe(platform, use_case, summary["PipelineExecutionArn"]))
+            logged += 1
+    return logged
 
 
 def describe(use_case: str, execution: str, *, env: str | None = None) -> PipelineExecution:

@@ -61,6 +61,8 @@ COLUMNS = ("run_id", "execution_id", "execution_arn", "status", "started_at", "e
            "git_commit", "model_package_arn", "failure_reason")
 #: Pipeline execution status -> MLflow run status; anything else is still running.
 RUN_STATUS = {"Succeeded": "FINISHED", "Failed": "FAILED", "Stopped": "KILLED"}
+#: An execution's statuses that end it, as a run's ``status`` records them.
+FINISHED_STATUSES = tuple(RUN_STATUS)
 STEP_METRIC_PREFIX = "step_seconds."
 _NAME = re.compile(r"[^A-Za-z0-9_\-. /:]")
 _USE_CASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")

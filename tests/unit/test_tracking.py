@@ -233,7 +233,7 @@ def test_runs_is_on_the_package_and_import_stays_light():
     code = ("import sys, modelwerk; runs = modelwerk.runs; "
             "print(runs.__module__, 'mlflow' in sys.modules, 'pandas' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
-    assert result.stdout.split() == ["modelwerk.tracking", "False", "False"]
+    assert result.stdout.split() == ["modelwerk.pipelines", "False", "False"]
 
 
 # -- configuration ----------------------------------------------------------------------------------------------------
