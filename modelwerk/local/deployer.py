@@ -650,7 +650,7 @@ def _alarm_name(d: StackDeployer, lid: str, p: dict[str, Any]) -> tuple[str, str
 
 
 def _metric_alarm(d: StackDeployer, lid: str, p: dict[str, Any]):
-    """The alarm through PutMetricAlarm; the embedded CloudWatch stores it, the local alarm evaluator judges it."""
+    """The alarm through PutMetricAlarm; the embedded CloudWatch judges it at its period's end."""
     name, arn = _alarm_name(d, lid, p)
     unknown = sorted(set(p) - _ALARM_PARAMETERS)
     if unknown:
@@ -692,27 +692,22 @@ def _raise_to_local_latency_floor(args: dict[str, Any]) -> None:
 
 
 def _composite_alarm(d: StackDeployer, lid: str, p: dict[str, Any]):
-    """Recorded only: the embedded CloudWatch has no PutCompositeAlarm. The local alarm evaluator reads the record,
-    evaluates the rule over the other alarms' states and runs the actions."""
-    from modelwerk.local.alarms import RuleError, Unsupported, parse_rule
+    """The alarm through PutCompositeAlarm; the embedded CloudWatch judges its rule over the other alarms' states."""
+    from botocore.exceptions import ClientError
 
     name, arn = _alarm_name(d, lid, p)
-    note = ("composite alarm recorded locally (the embedded CloudWatch cannot store one); the local alarm evaluator "
-            "evaluates its rule")
+    args = {"AlarmName": name, "AlarmRule": p["AlarmRule"], "ActionsEnabled": p.get("ActionsEnabled", True),
+            **{key: p[key] for key in ("AlarmDescription", "AlarmActions", "OKActions", "InsufficientDataActions",
+                                       "ActionsSuppressor") if p.get(key)}}
+    for key in ("ActionsSuppressorWaitPeriod", "ActionsSuppressorExtensionPeriod"):
+        if key in p:
+            args[key] = int(p[key])
     try:
-        parse_rule(p["AlarmRule"])
-    except RuleError as error:
-        raise LocalModeError(f"{d.stack.name}/{lid}: AlarmRule {p['AlarmRule']!r} does not parse: {error}") from None
-    except Unsupported as error:
-        note += f"; {error}"
-    definition = {"AlarmName": name, "Arn": arn, "AlarmRule": p["AlarmRule"],
-                  "AlarmDescription": p.get("AlarmDescription"), "ActionsEnabled": p.get("ActionsEnabled", True),
-                  "AlarmActions": p.get("AlarmActions", []), "OKActions": p.get("OKActions", []),
-                  "InsufficientDataActions": p.get("InsufficientDataActions", [])}
-    if p.get("ActionsSuppressor"):
-        definition["ActionsSuppressor"] = p["ActionsSuppressor"]
-        note += "; its actions suppressor is not applied locally"
-    return name, {"Arn": arn, "Alarm": definition}, note
+        d.client("cloudwatch").put_composite_alarm(**args)
+    except ClientError as error:
+        raise LocalModeError(f"{d.stack.name}/{lid}: the composite alarm was refused: "
+                             f"{error.response['Error']['Message']}") from None
+    return name, {"Arn": arn}
 
 
 #: CodeBuild's CreateProject parameters; CloudFormation spells them in PascalCase (see _codebuild_shape).
@@ -805,7 +800,6 @@ LocalRecord = Callable[[StackDeployer, str, dict[str, Any]], tuple[str | None, d
 
 #: Types the local runtime takes over from their resolved properties: (physical id, attributes, note).
 LOCAL_RECORDS: dict[str, LocalRecord] = {
-    "AWS::CloudWatch::CompositeAlarm": _composite_alarm,
     "AWS::CodeArtifact::Domain": _package_domain,
     "AWS::CodeArtifact::Repository": _package_repository,
 }
@@ -813,6 +807,7 @@ LOCAL_RECORDS: dict[str, LocalRecord] = {
 
 API_HANDLERS: dict[str, Handler] = {
     "AWS::CloudWatch::Alarm": _metric_alarm,
+    "AWS::CloudWatch::CompositeAlarm": _composite_alarm,
     "AWS::CodeBuild::Project": _codebuild_project,
     "AWS::Events::EventBusPolicy": _event_bus_policy,
     "AWS::SageMaker::ModelPackageGroup": _model_package_group,

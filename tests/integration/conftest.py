@@ -39,11 +39,24 @@ def local_mode(cli_env):
     from modelwerk import platform
 
     platform._resolve_cached.cache_clear()
+    _pause_scheduled_preparation(state)
     yield state
     run_cli("local", "down", env=cli_env, check=False)
     os.environ.clear()
     os.environ.update(saved)
     platform._resolve_cached.cache_clear()
+
+
+def _pause_scheduled_preparation(state: dict) -> None:
+    """Stop the preparation jobs' hourly Glue triggers, as an operator pauses a schedule: the tests start the jobs
+    when they need them, and a run at a quarter past the hour would publish snapshots the tests did not ask for."""
+    from modelwerk import platform
+
+    for env in state["accounts"]:
+        glue = platform.session(env).client("glue")
+        for name in glue.list_triggers().get("TriggerNames", []):
+            if glue.get_trigger(Name=name)["Trigger"].get("Type") == "SCHEDULED":
+                glue.stop_trigger(Name=name)
 
 
 @pytest.fixture(scope="session")
