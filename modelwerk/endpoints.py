@@ -122,6 +122,8 @@ def deploy(use_case: str, version: int | str | list[int | str] = "latest", endpo
     >>> modelwerk.endpoints.deploy("pump-health", [1, 2, 3], endpoint="pump-fleet", multi_model=True).models
     ('pump-health/v1.tar.gz', 'pump-health/v2.tar.gz', 'pump-health/v3.tar.gz')
     """
+    from botocore.exceptions import ClientError
+
     from modelwerk import models
     from modelwerk.platform import resolve
 
@@ -151,6 +153,16 @@ def deploy(use_case: str, version: int | str | list[int | str] = "latest", endpo
             raise ValidationError(f"endpoint {name} is a multi-model endpoint; deploy with --multi-model to add a "
                                   "version to it")
     settings = _settings(platform.env, name, use_case)
+    try:
+        return _create_or_update(platform, sagemaker, use_case, chosen, name, existing, settings, multi_model,
+                                 bake_seconds, say)
+    except ClientError as error:  # SageMaker's refusal, in its words: one sentence, not a traceback
+        raise ValidationError(f"SageMaker refused to deploy {name}: {error.response['Error']['Message']}") from None
+
+
+def _create_or_update(platform: Any, sagemaker: Any, use_case: str, chosen: list[Any], name: str,
+                      existing: dict[str, Any] | None, settings: Any, multi_model: bool, bake_seconds: float | None,
+                      say: Callable[[str], None]) -> Endpoint:
     if multi_model:
         prefix_uri = _add_models(platform, use_case, chosen, name, say)
         if existing is None:
