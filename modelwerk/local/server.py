@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from modelwerk.local.ports import free_port, is_healthy, wait_healthy
+from modelwerk.local.ports import free_port, is_healthy, moto_answers, wait_healthy
 
 __all__ = ["EmbeddedAWS", "free_port", "is_healthy", "wait_healthy"]
 
@@ -52,16 +52,17 @@ class EmbeddedAWS:
 
         from modelwerk.local.services import LocalServices
 
-        app = LocalServices(DomainDispatcherApplication(create_backend_app), self.services)
+        app = self.app = LocalServices(DomainDispatcherApplication(create_backend_app), self.services)
         self._server = make_server("127.0.0.1", self.port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="embedded-aws", daemon=True)
         self._thread.start()
-        if not wait_healthy(self.endpoint_url):
+        if not wait_healthy(self.endpoint_url, check=moto_answers):
             raise RuntimeError(f"the embedded AWS did not answer on {self.endpoint_url}")
         self.reset()  # a fresh account, even in a process that ran moto before
         for service in self.services:
             if service.start is not None:
                 service.start(self.context)
+        self.app.ready = True
         return self
 
     def reset(self) -> None:

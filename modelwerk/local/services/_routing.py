@@ -144,6 +144,8 @@ class LocalServices:
 
     def __init__(self, moto_app: Any, services: Iterable[Service]):
         self.moto_app = moto_app
+        #: Set once every service's background work started: ``/modelwerk-api/server/ready`` answers 200 from then on.
+        self.ready = False
         self.services = {service.name: service for service in services}
         self.models = _Models()
         self._targets: dict[str, str] = {}
@@ -207,6 +209,9 @@ class LocalServices:
 
     def _control(self, environ: dict[str, Any], body: bytes, start_response: Any) -> Any:
         service, _, name = environ["PATH_INFO"][len(CONTROL_PREFIX):].partition("/")
+        if (service, name) == ("server", "ready"):
+            return _respond(start_response, 200 if self.ready else 503,
+                            json.dumps({"ready": self.ready}).encode(), {"Content-Type": "application/json"})
         control = self.services[service].controls.get(name) if service in self.services else None
         if control is None or environ.get("REQUEST_METHOD") != "POST":
             return _respond(start_response, 404, json.dumps({"message": f"no control {environ['PATH_INFO']}; "
