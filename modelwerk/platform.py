@@ -105,7 +105,18 @@ def session(env: str) -> Any:
     name = profile_name(env)
     if os.environ.get("AWS_PROFILE") == name or name in botocore.session.Session().available_profiles:
         return boto3.Session(profile_name=name)
-    return boto3.Session()
+    found = boto3.Session()
+    return found if found.region_name else boto3.Session(region_name=_checkout_region(env))
+
+
+def _checkout_region(env: str) -> str | None:
+    """The region cdk.json gives ``env``, for credentials that name none (``AWS_ENDPOINT_URL`` and keys alone)."""
+    from modelwerk import settings
+
+    try:
+        return settings.load().environment(env).region
+    except ConfigurationError:
+        return None
 
 
 def session_for_account(account: str) -> Any:

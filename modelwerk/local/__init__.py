@@ -435,13 +435,16 @@ def start(root: Path | str | None = None) -> LocalState:
 
 
 def stop(root: Path | str | None = None) -> None:
-    """End in-process local mode started with :func:`start`."""
+    """End in-process local mode started with :func:`start`; one that :func:`start` found running (``local up``)
+    is left running, and only this process stops pointing at it."""
     global _in_process
     root = _root(root)
-    path = _state_file(root)
-    if _in_process is not None:
-        _in_process.stop()
-        _in_process = None
-    path.unlink(missing_ok=True)
+    if _in_process is None:
+        for name in ("AWS_CONFIG_FILE", "AWS_PROFILE", "MODELWERK_LOCAL_ROOT"):
+            os.environ.pop(name, None)
+        return
+    _in_process.stop()
+    _in_process = None
+    _state_file(root).unlink(missing_ok=True)
     _clear_dependent_records(root)
     _deactivate(None, root)
