@@ -56,20 +56,21 @@ def generate(use_case: str, *, rows: int, out: str | Path, seed: int = 0, drift:
 
 
 # -- ingest -----------------------------------------------------------------------------------------------------------
+def _read_ledger(platform: Platform, use_case: str, key: str, content_sha256: str) -> dict[str, Any] | None:
+    """The ingestion function's ledger entry for this object key and content, if it wrote one."""
+    s3 = platform.session().client("s3")
+    try:
+        return json.loads(s3.get_object(Bucket=platform.bucket("raw"),
+                                        Key=layout.ledger_key(use_case, key, content_sha256))["Body"].read())
+    except s3.exceptions.NoSuchKey:
+        return None
+
+
 def _wait_for_ledger(platform: Platform, use_case: str, key: str, content_sha256: str, timeout: float) -> dict[str, Any]:
     """The ingestion function's ledger entry for this upload, once it wrote one."""
-    s3 = platform.session().client("s3")
-    ledger_key = layout.ledger_key(use_case, key, content_sha256)
-
-    def read() -> dict[str, Any] | None:
-        try:
-            return json.loads(s3.get_object(Bucket=platform.bucket("raw"), Key=ledger_key)["Body"].read())
-        except s3.exceptions.NoSuchKey:
-            return None
-
     try:
-        return poll(read, lambda entry: entry is not None, timeout=timeout, cap=2.0,
-                    what=f"the ingestion of s3://{platform.bucket('landing')}/{key}")
+        return poll(lambda: _read_ledger(platform, use_case, key, content_sha256), lambda entry: entry is not None,
+                    timeout=timeout, cap=2.0, what=f"the ingestion of s3://{platform.bucket('landing')}/{key}")
     except TimeoutError:
         raise TimeoutError(f"the ingestion of s3://{platform.bucket('landing')}/{key} did not finish within "
                            f"{timeout:.0f} s; check the ingestion Lambda's logs and its dead-letter queue") from None
@@ -103,13 +104,14 @@ def ingest(use_case: str, files: Iterable[str | Path], *, env: str | None = None
         key = f"{use_case}/{path.name}"
         if progress:
             progress(f"ingesting {path.name}")
-        s3.put_object(Bucket=landing, Key=key, Body=data)
-        record = _wait_for_ledger(platform, use_case, key, hashlib.sha256(data).hexdigest(), timeout)
-        if record.get("status") == "already_ingested":
-            # The ledger holds the first ingestion's counts; this upload added nothing.
+        digest = hashlib.sha256(data).hexdigest()
+        if _read_ledger(platform, use_case, key, digest) is not None:
+            # The function ingests an object key and content once: the ledger holds that first ingestion's counts.
             totals["files"].append({"file": str(path), "status": "already_ingested",
                                     **{name: 0 for name in INGEST_COUNTS}})
             continue
+        s3.put_object(Bucket=landing, Key=key, Body=data)
+        record = _wait_for_ledger(platform, use_case, key, digest, timeout)
         for name in INGEST_COUNTS:
             totals[name] += int(record.get(name, 0))
         for reason, count in record.get("reasons", {}).items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +15,22 @@ log = logging.getLogger("modelwerk.local")
 
 #: The secret every embedded account accepts (moto checks no signatures); access keys choose the account.
 _SECRET = "testing"
+
+
+def _isolated(region: str, credentials: dict[str, str]) -> Any:
+    """A boto3 session with exactly these credentials and region, blind to this process's AWS configuration (in a
+    notebook, ``modelwerk.local.start()`` points ``AWS_PROFILE`` at the profiles the services themselves serve)."""
+    import boto3
+    import botocore.session
+    from botocore.configprovider import ConstantProvider
+
+    core = botocore.session.Session()
+    store = core.get_component("config_store")
+    for name, value in (("profile", None), ("config_file", os.devnull), ("credentials_file", os.devnull)):
+        store.set_config_provider(name, ConstantProvider(value))
+    return boto3.Session(botocore_session=core, aws_access_key_id=credentials["AccessKeyId"],
+                         aws_secret_access_key=credentials["SecretAccessKey"],
+                         aws_session_token=credentials.get("SessionToken"), region_name=region)
 
 
 @dataclass
@@ -37,7 +54,6 @@ class ServiceContext:
     def session(self, account: str, region: str | None = None) -> Any:
         """A boto3 session of ``account`` against this server: the default account's keys, or keys that the
         embedded STS issued for a role in ``account`` (as a service-linked role acts for a service on AWS)."""
-        import boto3
         from moto.core import DEFAULT_ACCOUNT_ID
 
         region = region or self.default_region
@@ -48,13 +64,11 @@ class ServiceContext:
         if account == DEFAULT_ACCOUNT_ID:
             credentials = {"AccessKeyId": "testing", "SecretAccessKey": _SECRET}
         else:
-            sts = boto3.client("sts", endpoint_url=self.endpoint_url, region_name=region,
-                               aws_access_key_id="testing", aws_secret_access_key=_SECRET)
+            sts = _isolated(region, {"AccessKeyId": "testing", "SecretAccessKey": _SECRET}).client(
+                "sts", endpoint_url=self.endpoint_url)
             credentials = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/AWSServiceRoleForModelwerkLocal",
                                           RoleSessionName="embedded-aws")["Credentials"]
-        session = boto3.Session(aws_access_key_id=credentials["AccessKeyId"],
-                                aws_secret_access_key=credentials["SecretAccessKey"],
-                                aws_session_token=credentials.get("SessionToken"), region_name=region)
+        session = _isolated(region, credentials)
         with self._lock:
             self._sessions[(account, region)] = session
         return session
