@@ -16,6 +16,8 @@ import zipfile
 import boto3
 import pytest
 
+from local_cli import cli_json
+
 ACCOUNT = "123456789012"
 TEST_REGION = "eu-central-1"
 BUCKET = "function-outputs"
@@ -158,21 +160,22 @@ def test_a_rule_with_a_sagemaker_pipeline_target_no_longer_fails_put_events(embe
 
 
 @pytest.mark.slow
-def test_an_upload_into_the_landing_bucket_is_ingested_by_the_deployed_function(local_mode, tmp_path):
-    from modelwerk import naming, settings, synthetic
-    from modelwerk.core import layout
-
-    config = settings.load()
-    csv = tmp_path / "pumps.csv"
-    synthetic.generate_file(config.use_case("pump-health"), csv, rows=200, seed=3, drift=0.0, bad_rows=0.0)
+@pytest.mark.xdist_group("local-mode")
+def test_an_upload_into_the_landing_bucket_is_ingested_by_the_deployed_function(demo_ok, tmp_path):
+    """boto3 alone, through dev's profile (AWS_CONFIG_FILE and AWS_PROFILE, as `modelwerk local env` exports them):
+    the upload's event starts the deployed function, whose ledger entry appears in the raw bucket."""
+    csv = tmp_path / "pumps-uploaded-by-boto3.csv"
+    cli_json("data", "generate", "--use-case", "pump-health", "--rows", "200", "--seed", "3", "--out", str(csv),
+             env=demo_ok["env"])
     session = boto3.Session()
-    prefix = naming.ssm_prefix(config.project, "dev")
     ssm, s3 = session.client("ssm"), session.client("s3")
-    landing, raw = (ssm.get_parameter(Name=f"{prefix}buckets/{zone}")["Parameter"]["Value"]
+    landing, raw = (ssm.get_parameter(Name=f"/modelwerk/dev/buckets/{zone}")["Parameter"]["Value"]
                     for zone in ("landing", "raw"))
-    key, body = "pump-health/pumps.csv", csv.read_bytes()
+    key, body = f"pump-health/{csv.name}", csv.read_bytes()
     s3.put_object(Bucket=landing, Key=key, Body=body)
-    ledger = json.loads(_object(s3, raw, layout.ledger_key("pump-health", key, hashlib.sha256(body).hexdigest()),
-                                timeout=240))
+    # The ledger: _ledger/<use case>/<sha16 of the landing key>-<sha16 of the content>.json
+    ledger_key = (f"_ledger/pump-health/{hashlib.sha256(key.encode()).hexdigest()[:16]}-"
+                  f"{hashlib.sha256(body).hexdigest()[:16]}.json")
+    ledger = json.loads(_object(s3, raw, ledger_key, timeout=240))
     assert ledger["status"] == "ingested" and ledger["rows_in"] == 200
     assert ledger["rows_accepted"] + ledger["rows_quarantined"] == 200

@@ -190,7 +190,8 @@ def test_a_run_beyond_its_timeout_ends_timeout(aws):
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("local-mode")
-def test_the_deployed_preparation_job_publishes_a_new_snapshot(local_mode, cli_env, tmp_path):
+def test_the_deployed_preparation_job_publishes_a_new_snapshot(demo_ok, cli_env, tmp_path):
+    """On the demo's lake, through dev's profile: new raw rows, then StartJobRun of the deployed job."""
     ssm, s3, glue = boto3.client("ssm"), boto3.client("s3"), boto3.client("glue")
     job = ssm.get_parameter(Name="/modelwerk/dev/use-cases/pump-health/preparation-job")["Parameter"]["Value"]
     curated = ssm.get_parameter(Name="/modelwerk/dev/buckets/curated")["Parameter"]["Value"]
@@ -203,7 +204,7 @@ def test_the_deployed_preparation_job_publishes_a_new_snapshot(local_mode, cli_e
             return None
 
     before = latest()
-    readings = tmp_path / "pumps.csv"
+    readings = tmp_path / "pumps-glue-test.csv"
     cli_json("data", "generate", "--use-case", "pump-health", "--rows", "2000", "--seed", "5", "--out",
              str(readings), env=cli_env)
     cli_json("data", "ingest", "--use-case", "pump-health", str(readings), env=cli_env)

@@ -2,8 +2,8 @@
 
 A small definition (a processing step running a one-line script, a condition on a parameter, a fail step) is created
 with ``create_pipeline``; executions run it, report their steps, stop, and emit SageMaker's events. The registry keeps
-what UpdateModelPackage is not given and emits the model package state change. The last test runs the deployed
-pump-health training pipeline of `local up`, started by ``start_pipeline_execution`` as any client would.
+what UpdateModelPackage is not given and emits the model package state change. The deployed training pipeline of
+`local up`, started by ``start_pipeline_execution`` as any client would, is tests/integration/test_local_training.py's.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ import time
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-
-from local_cli import cli_json
 
 PIPELINE = "tiny-pipeline"
 ROLE = "arn:aws:iam::123456789012:role/pipeline"
@@ -297,29 +295,3 @@ def test_an_execution_a_dead_server_left_executing_is_failed_when_the_server_sta
     finally:
         second.terminate()
         second.wait(timeout=30)
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group("local-mode")
-def test_the_deployed_training_pipeline_started_by_boto3_registers_a_version_in_the_registry(
-        local_mode, cli_env, tmp_path):
-    import modelwerk.local
-
-    data = tmp_path / "pump-health.csv"
-    cli_json("data", "generate", "--use-case", "pump-health", "--rows", "40000", "--seed", "3", "--out", str(data),
-             env=cli_env)
-    cli_json("data", "ingest", "--use-case", "pump-health", str(data), env=cli_env)
-    cli_json("data", "prepare", "--use-case", "pump-health", env=cli_env)
-    registry = modelwerk.local.session("registry").client("sagemaker")
-    before = registry.list_model_packages(ModelPackageGroupName="modelwerk-pump-health")["ModelPackageSummaryList"]
-
-    sagemaker = boto3.client("sagemaker")
-    arn = sagemaker.start_pipeline_execution(PipelineName="modelwerk-dev-pump-health-training")["PipelineExecutionArn"]
-    described = wait(sagemaker, arn, timeout=900)
-    assert described["PipelineExecutionStatus"] == "Succeeded", described.get("FailureReason")
-    registered = steps(sagemaker, arn)["Register"]["Metadata"]["RegisterModel"]["Arn"]
-    assert registered.split(":")[4] == local_mode["accounts"]["registry"]
-    after = registry.list_model_packages(ModelPackageGroupName="modelwerk-pump-health")["ModelPackageSummaryList"]
-    assert registered in {p["ModelPackageArn"] for p in after} - {p["ModelPackageArn"] for p in before}
-    package = registry.describe_model_package(ModelPackageName=registered)
-    assert package["CustomerMetadataProperties"]["pipeline_execution_arn"] == arn

@@ -1,10 +1,13 @@
 """A use case added by config only runs the whole lifecycle locally: ingest, prepare, pipeline, approve, deploy,
-predict.
+predict, and the promotion gate.
 
 The module builds a checkout of its own: this one's code (stacks, constructs, Lambdas, jobs, library, container)
 symlinked, ``app.py`` copied (it finds its checkout from its own path), ``sagemaker_pipelines`` copied with one more
 folder, ``sheet_break``, and ``cdk.json`` with one more use case entry and a dev endpoint for it. No stack code
-differs; local mode synthesizes and deploys that checkout and the CLI runs from it, as a user would.
+differs; local mode synthesizes and deploys that checkout and the CLI runs from it, as a user would. That is a second
+embedded AWS beside the session's, so it is kept small: the checkout's cdk.json declares the registry and dev only
+(this lifecycle never leaves dev), which halves what ``local up`` synthesizes and deploys, and the module runs in an
+xdist group of its own, on the other worker.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from sklearn.metrics import f1_score
 from local_cli import ROOT, cli_environment, cli_json
 from modelwerk import naming
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-mode")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("use-case-by-config")]
 
 USE_CASE = "sheet-break"
 FOLDER = "sheet_break"
@@ -66,6 +69,8 @@ overstretched-wet-newsprint,newsprint,1450.0,10.5,8.0,45,false,1,
 USE_CASE_ENTRY = {"folder": f"sagemaker_pipelines/{FOLDER}", "quality_metric": "f1", "quality_threshold": 0.5,
                   "hyperparameters": {"class_weight": "balanced"}}
 ENDPOINT_ENTRY = {"use_case": USE_CASE, "max_latency_ms": 2000}
+#: The environments this checkout leaves out of its cdk.json: nothing here is promoted.
+NOT_DEPLOYED = ("staging", "prod")
 
 MACHINES = ("PM-01", "PM-02", "PM-03", "PM-04", "PM-05", "PM-06")
 GRADES = ("newsprint", "newsprint", "tissue", "tissue", "board", "board")
@@ -143,6 +148,8 @@ def checkout(tmp_path_factory) -> Path:
     context = cdk_json["context"]
     context["modelwerk:use_cases"][USE_CASE] = USE_CASE_ENTRY
     context["modelwerk:environments"]["dev"]["endpoints"][USE_CASE] = ENDPOINT_ENTRY
+    for name in NOT_DEPLOYED:
+        context["modelwerk:environments"].pop(name)
     (root / "cdk.json").write_text(json.dumps(cdk_json, indent=1))
     return root
 
@@ -206,6 +213,8 @@ def test_the_checkout_differs_from_this_one_by_config_and_a_folder_only(checkout
     assert USE_CASE not in ours["modelwerk:use_cases"]
     theirs["modelwerk:use_cases"].pop(USE_CASE)
     theirs["modelwerk:environments"]["dev"]["endpoints"].pop(USE_CASE)
+    for name in NOT_DEPLOYED:
+        ours["modelwerk:environments"].pop(name)
     assert theirs == ours
     assert (checkout / "app.py").read_bytes() == (ROOT / "app.py").read_bytes()
     assert sorted(p.name for p in (checkout / "sagemaker_pipelines" / FOLDER).iterdir()) == ["contract.json",
@@ -279,10 +288,9 @@ def test_the_endpoint_predicts_a_class_per_row(cli, endpoint, landed, tmp_path):
 
 
 def test_the_promotion_gate_passes_on_the_use_cases_gate_cases(cli, endpoint, checkout, tmp_path):
-    """The gate the promotion pipeline runs, against the local endpoint through SageMaker Runtime."""
-    env = {**cli.env, "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint["runtime_endpoint_url"],
-           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": cli.state["region"]}
+    """The gate the promotion pipeline's build runs, against the endpoint through SageMaker Runtime, in a shell that
+    exported what ``modelwerk local env`` prints (dev's profile: the embedded AWS and its runtime)."""
+    env = {**cli.env, **cli("local", "env")}
     report = tmp_path / "gate.json"
     result = subprocess.run(
         [sys.executable, "-m", "modelwerk.core.gate", "--endpoint", USE_CASE, "--budget-ms", "2000",
