@@ -66,6 +66,18 @@ def run_process(name: str, command: list[str], *, env: dict[str, str], cwd: Path
         raise subprocess.TimeoutExpired(command, timeout or 0, output=stdout, stderr=stderr)
 
 
+def run_job_process(name: str, command: list[str], arguments: dict[str, Any], *, env: dict[str, str], cwd: Path,
+                    stop: threading.Event | None = None) -> subprocess.CompletedProcess:
+    """A processing or training job's process under its ``StoppingCondition``: past ``MaxRuntimeInSeconds`` it is
+    stopped and the step fails saying so."""
+    timeout = arguments.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
+    try:
+        return run_process(name, command, env=env, cwd=cwd, timeout=float(timeout) if timeout else None, stop=stop)
+    except subprocess.TimeoutExpired as exc:
+        raise StepFailed(f"step {name} stopped: it ran past MaxRuntimeInSeconds ({timeout} s)",
+                         log=f"{exc.stdout or ''}{exc.stderr or ''}") from None
+
+
 def _end(process: subprocess.Popen) -> tuple[str, str]:
     """Terminate a job's process group (SIGTERM, then SIGKILL after 10 s); what it printed."""
     for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, None)):
@@ -181,13 +193,7 @@ def run_processing_job(name: str, arguments: dict[str, Any], *, work_dir: Path, 
     for item in outputs:
         command += [f"--{item['OutputName']}", _local(item["S3Output"]["LocalPath"], root)]
     env = process_environment(root, arguments.get("Environment", {}), environment)
-    timeout = arguments.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
-    try:
-        result = run_process(name, command, env=env, cwd=work_dir, timeout=float(timeout) if timeout else None,
-                             stop=stop)
-    except subprocess.TimeoutExpired as exc:
-        raise StepFailed(f"step {name} stopped: it ran past MaxRuntimeInSeconds ({timeout} s)",
-                         log=f"{exc.stdout or ''}{exc.stderr or ''}") from None
+    result = run_job_process(name, command, arguments, env=env, cwd=work_dir, stop=stop)
     log = result.stdout + result.stderr
     if result.returncode != 0:
         raise StepFailed(failure_message(name, result), log=log)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import tarfile
 import threading
 import time
@@ -28,7 +27,7 @@ from modelwerk.local.processing import (
     _split_s3,
     failure_message,
     process_environment,
-    run_process,
+    run_job_process,
     stage_in,
 )
 
@@ -127,13 +126,7 @@ def run_training_job(name: str, arguments: dict[str, Any], *, work_dir: Path, s3
     command = ["python3", str(code_dir / program)]
     for key, value in script_hyperparameters.items():
         command += [f"--{key}", value]
-    timeout = arguments.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
-    try:
-        result = run_process(name, command, env=env, cwd=code_dir, timeout=float(timeout) if timeout else None,
-                             stop=stop)
-    except subprocess.TimeoutExpired as exc:
-        raise StepFailed(f"step {name} stopped: it ran past MaxRuntimeInSeconds ({timeout} s)",
-                         log=f"{exc.stdout or ''}{exc.stderr or ''}") from None
+    result = run_job_process(name, command, arguments, env=env, cwd=code_dir, stop=stop)
     log = result.stdout + result.stderr
     if result.returncode != 0:
         failure = output_dir / "failure"
