@@ -23,14 +23,14 @@ rejected.
 
 Example
 -------
-After ``make demo``, prod serves pump-health's first version and retraining registered a second:
+After ``make demo``, prod serves energy-forecast's first version and retraining registered a second:
 
->>> modelwerk.models.approve("pump-health", 2, reason="retrained on the newest snapshot").approval_status
+>>> modelwerk.models.approve("energy-forecast", 2, reason="retrained on the newest snapshot").approval_status
 'Approved'
->>> result = modelwerk.promote("pump-health", 2, to="prod", approve=True)
+>>> result = modelwerk.promote("energy-forecast", 2, to="prod", approve=True)
 >>> result.status, [stage.status for stage in result.stages]
 ('Succeeded', ['Succeeded', 'Succeeded', 'Succeeded', 'Succeeded', 'Succeeded'])
->>> modelwerk.promotion.rollback("pump-health").detail
+>>> modelwerk.promotion.rollback("energy-forecast").detail
 'prod serves version 1 again (was version 2)'
 """
 
