@@ -129,7 +129,9 @@ def write_profiles(state: LocalState) -> Path:
                       f"aws_secret_access_key = {DEFAULT_CREDENTIALS['SecretAccessKey']}"]
         else:
             lines += [f"role_arn = arn:aws:iam::{environment.account}:role/{LOCAL_ROLE_NAME}",
-                      f"source_profile = {SOURCE_PROFILE}", f"role_session_name = modelwerk-local-{name}"]
+                      f"source_profile = {SOURCE_PROFILE}",
+                      # the AWS CLI caches assumed-role keys by role and session name: one name per embedded AWS
+                      f"role_session_name = modelwerk-local-{name}-{state.endpoint_url.rsplit(':', 1)[-1]}"]
         lines.append("")
     lines.append(f"[services {services}]")
     if state.runtime_url:
