@@ -119,7 +119,8 @@ def test_a_clean_csv_object_read_by_arrow_gives_the_line_by_line_statistics():
     _line("a,5.0,1").replace(b'"eventVersion":"0"', b'"eventVersion":"9"'),  # not this format
     _line("a,5.0,1").replace(b'00Z"', b'00.250Z"'),  # a time with a fraction of a second
     _line("a,5.0,1").replace(b'"inferenceTime"', b'"inferenceId":7,"inferenceTime"'),  # an id that is a number
-])
+], ids=["wrong-width", "not-a-number", "quoted", "json", "media-type-parameter", "base64-output", "other-format",
+        "fractional-time", "numeric-id"])  # the objects carry fresh event ids: names that every worker agrees on
 def test_odd_objects_give_the_line_by_line_result(odd):
     baseline = _baseline(np.random.default_rng(12))
     body = b"".join(_line(f"a,{5 + i / 100:.2f},1") for i in range(50)) + odd
