@@ -33,6 +33,16 @@ def _isolated(region: str, credentials: dict[str, str]) -> Any:
                          aws_session_token=credentials.get("SessionToken"), region_name=region)
 
 
+def ensure_log_stream(logs: Any, group: str, stream: str) -> None:
+    """The CloudWatch Logs group and stream a service writes a job's or function's output into, created if missing."""
+    for create, args in ((logs.create_log_group, {"logGroupName": group}),
+                         (logs.create_log_stream, {"logGroupName": group, "logStreamName": stream})):
+        try:
+            create(**args)
+        except logs.exceptions.ResourceAlreadyExistsException:
+            pass
+
+
 @dataclass
 class ServiceContext:
     """The running embedded AWS as its services see it.

@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from modelwerk.local.services._context import ensure_log_stream
 from modelwerk.local.services._routing import AwsError
 from modelwerk.local.services.awslambda.metrics import publish_embedded_metrics
 
@@ -389,14 +390,7 @@ class LambdaRuntime:
             publish_embedded_metrics(lines, session, endpoint_url=self.context.endpoint_url)
             logs = session.client("logs", endpoint_url=self.context.endpoint_url)
             group = f"/aws/lambda/{function.name}"
-            try:
-                logs.create_log_group(logGroupName=group)
-            except logs.exceptions.ResourceAlreadyExistsException:
-                pass
-            try:
-                logs.create_log_stream(logGroupName=group, logStreamName=stream)
-            except logs.exceptions.ResourceAlreadyExistsException:
-                pass
+            ensure_log_stream(logs, group, stream)
             now = int(time.time() * 1000)
             logs.put_log_events(logGroupName=group, logStreamName=stream,
                                 logEvents=[{"timestamp": now, "message": line} for line in lines])

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from modelwerk.local.services._context import ensure_log_stream
 from modelwerk.local.services.glue import exceptions, launch
 
 log = logging.getLogger("modelwerk.local.glue")
@@ -90,11 +91,7 @@ class _LogStreams:
     def _stream(self, group: str) -> None:
         if group in self.created:
             return
-        try:
-            self.client.create_log_group(logGroupName=group)
-        except self.client.exceptions.ResourceAlreadyExistsException:
-            pass
-        self.client.create_log_stream(logGroupName=group, logStreamName=self.run_id)
+        ensure_log_stream(self.client, group, self.run_id)
         self.created.add(group)
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from modelwerk.errors import ModelwerkError
 from modelwerk.local import pipeline_executor as px
 from modelwerk.local.pipeline_expressions import ExecutionContext
+from modelwerk.local.services._context import ensure_log_stream
 from modelwerk.local.services._routing import AwsError, validation_error
 
 log = logging.getLogger("modelwerk.local")
@@ -378,11 +379,7 @@ class PipelineExecutions:
         try:
             lines = Path(record.log_file).read_text(encoding="utf-8", errors="replace").splitlines() or ["(no output)"]
             logs = self.context.client("logs", account, region)
-            try:
-                logs.create_log_group(logGroupName=group)
-            except logs.exceptions.ResourceAlreadyExistsException:
-                pass
-            logs.create_log_stream(logGroupName=group, logStreamName=stream)
+            ensure_log_stream(logs, group, stream)
             now = int(time.time() * 1000)
             for start in range(0, len(lines), _LOG_BATCH):
                 logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=[
