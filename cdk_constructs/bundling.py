@@ -7,6 +7,7 @@ code of the checkout it was synthesized from, and the asset hash follows the ass
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -63,9 +64,21 @@ class LocalBundle:
     copies: Sequence[Copy]
     files: Mapping[str, str] = field(default_factory=dict)
 
+    def fingerprint(self) -> str:
+        """What this bundle holds, as one digest: CDK reuses a bundled output for the same source folder and bundling
+        options within a synth, and the local bundler itself is not part of those options, so two bundles of one
+        folder with different copies or files must differ in the options."""
+        digest = hashlib.sha256()
+        for copy in self.copies:
+            digest.update(f"copy\0{copy.source.resolve()}\0{copy.target}\0".encode())
+        for relative, content in sorted(self.files.items()):
+            digest.update(f"file\0{relative}\0{content}\0".encode())
+        return digest.hexdigest()
+
     def options(self) -> BundlingOptions:
         """Bundling options for ``Code.from_asset`` / ``Asset``: local copy only, Docker never used."""
         return BundlingOptions(
             image=DockerImage.from_registry(NO_DOCKER_IMAGE),
             local=LocalCopy(copies=self.copies, files=self.files),
+            environment={"MODELWERK_BUNDLE": self.fingerprint()},
         )

@@ -60,10 +60,10 @@ from modelwerk import naming
 STATE_CHANGE = "SageMaker Model Package State Change"
 HANDLER = "handler.handler"
 #: The pipeline variable that carries the promoted version's ARN (set by the source function at start).
-ARN_VARIABLE = "ModelPackageArn"
+ARN_VARIABLE = naming.PROMOTION_ARN_VARIABLE
 RECORD_ACTION = "RecordInRegistry"
 #: Stage names, in order, and the source action the function pins each execution's object version on.
-STAGES = ("Source", "DeployStaging", "QualityGate", "ManualApproval", "DeployProd")
+STAGES = naming.PROMOTION_STAGES
 SOURCE_ACTION = "PackageVersion"
 GATE_NAMESPACE = "Gate"
 #: Files of the bundle (paths inside the source object).
@@ -289,7 +289,7 @@ class PromotionPipeline(Construct):
                 codepipeline.StageProps(stage_name=STAGES[1], actions=[self._deploy(props.staging, package, props)]),
                 codepipeline.StageProps(stage_name=STAGES[2], actions=[gate_action]),
                 codepipeline.StageProps(stage_name=STAGES[3], actions=[cpactions.ManualApprovalAction(
-                    action_name="Approve",
+                    action_name=naming.PROMOTION_APPROVAL_ACTION,
                     notification_topic=approval_topic,
                     additional_information=(f"Promote {use_case} to {props.prod.env_name}? Gate on "
                                             f"{props.staging.env_name}: {gate_action.variable('GATE_SUMMARY')}"),

@@ -363,10 +363,11 @@ def _promote(args: argparse.Namespace, out: _Output) -> int:
         approve: Any = True if args.approve else (_ask if not args.json and sys.stdin.isatty() else False)
         with out.progress(f"promoting {args.use_case} to {args.to}") as progress:
             result = promotion.promote(args.use_case, _version_argument(args.version or "latest"), to=args.to,
-                                       approve=approve, progress=progress)
+                                       approve=approve, reason=args.reason, progress=progress)
 
     def human(p: dict[str, Any]) -> str:
-        lines = [f"{p['use_case']} version {p['version']} -> {p['to']}: {p['status']} ({p['seconds']} s)"]
+        lines = [f"{p['use_case']} version {p['version']} -> {p['to']}: {p['status']} ({p['seconds']} s)"
+                 + (f", promotion pipeline execution {p['execution_id']}" if p.get("execution_id") else "")]
         lines += [f"  {s['name']:<15} {s['status']:<10} {s['detail']}" for s in p["stages"]]
         return "\n".join(lines)
 
@@ -499,8 +500,11 @@ def _parser() -> argparse.ArgumentParser:
                          help="a version number, 'latest' (the default) or a model package ARN")
     promote.add_argument("--to", required=True, choices=("staging", "prod"),
                          help="staging: deploy and run the quality gate; prod: then approval and prod")
-    promote.add_argument("--approve", action="store_true", help="approve for prod without asking")
-    promote.add_argument("--rollback", action="store_true", help="put the previous prod version back (blue/green)")
+    promote.add_argument("--approve", action="store_true",
+                         help="approve the version (if it waits) and the pipeline's approval for prod without asking")
+    promote.add_argument("--reason", default=None, help="the approval's summary, kept by the pipeline")
+    promote.add_argument("--rollback", action="store_true",
+                         help="put the previous prod version back (the pipeline's rollback of its prod stage)")
     promote.set_defaults(run=_promote)
 
     report = verbs.add_parser("report", parents=[common], help="an HTML page: metrics and lineage per version, "

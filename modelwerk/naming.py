@@ -161,6 +161,19 @@ PROMOTION_ZONE = "promotion"
 PROMOTION_LOG_ZONE = "promotion-logs"
 
 
+#: The promotion pipeline's stages, in order (the library follows them by these names).
+PROMOTION_STAGES = ("Source", "DeployStaging", "QualityGate", "ManualApproval", "DeployProd")
+#: The pipeline variable that carries the promoted version's ARN (set by the source function at start).
+PROMOTION_ARN_VARIABLE = "ModelPackageArn"
+#: The manual approval action of the approval stage.
+PROMOTION_APPROVAL_ACTION = "Approve"
+
+
+def promotion_operator_role_name(project: str) -> str:
+    """The registry account's role that follows, approves and rolls back promotions (``modelwerk promote``)."""
+    return f"{project}-promotion-operator"
+
+
 def promotion_pipeline_name(project: str, use_case: str) -> str:
     """The registry account's CodePipeline that promotes a use case's approved versions to staging, then prod."""
     return f"{project}-{use_case}-promotion"

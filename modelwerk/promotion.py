@@ -1,33 +1,30 @@
 """Promotion: an approved model version through staging and its quality gate, a person's approval, then prod.
 
-The stages are the promotion pipeline's — the registry account's CodePipeline, started on AWS by the version's
-approval — and :func:`promote` runs the same stages through the environments' APIs, each environment reached
-through its profile (:mod:`modelwerk.platform`):
+The stages are the registry account's promotion pipeline (a CodePipeline per use case,
+``cdk_constructs/promotion_pipeline.py``), started by the version's approval — SageMaker's state change event, the
+deployed rule, the source function — on AWS and in local mode alike. This module runs none of them: it approves the
+version when asked, finds the pipeline execution that carries it (the pipeline variable ``ModelPackageArn``),
+follows that execution action by action (``ListActionExecutions``), answers the manual approval when the caller
+approves (``PutApprovalResult``), and rolls prod back with the pipeline's own stage rollback (``RollbackStage``).
+The pipeline's stages, in this module's names:
 
 ``source``
-    the version, which must be approved in the registry;
+    the approved version's source object (``package.json``, the endpoint templates, the gate);
 ``deploy-staging``
-    the use case's staging endpoint serves it (blue/green when one runs already);
+    CloudFormation deploys the use case's endpoint stack into staging (blue/green when it runs already);
 ``quality-gate``
-    expected predictions on the use case's ``gate_cases.csv``, the latency budget (the threshold of the staging
-    endpoint's deployed latency alarm, else its ``max_latency_ms``) and the response schema, checked by
-    :mod:`modelwerk.core.gate` — the code the pipeline's CodeBuild action runs;
+    CodeBuild runs :mod:`modelwerk.core.gate` against the staging endpoint: expected predictions on the use case's
+    ``gate_cases.csv``, the endpoint's latency budget, the response schema; its report stays in the promotion bucket;
 ``approval``
-    a person says yes (``approve=True``, or answers ``approve(question)``);
+    a person approves or rejects (``approve=True`` answers it, with ``reason``);
 ``deploy-prod``
-    prod's endpoint moves to the version blue/green, rolling back by itself if its alarms fire.
-
-A stage that fails stops the promotion; what follows is ``Skipped``. The registry keeps when a version went into prod
-and when a rollback took it out, so :func:`rollback` knows the version before, and a version prod serves cannot be
-rejected.
+    the same stack into prod, then the record action marks the version in the registry as what prod serves.
 
 Example
 -------
 After ``make demo``, prod serves energy-forecast's first version and retraining registered a second:
 
->>> modelwerk.models.approve("energy-forecast", 2, reason="retrained on the newest snapshot").approval_status
-'Approved'
->>> result = modelwerk.promote("energy-forecast", 2, to="prod", approve=True)
+>>> result = modelwerk.promote("energy-forecast", 2, to="prod", approve=True, reason="retrained on new data")
 >>> result.status, [stage.status for stage in result.stages]
 ('Succeeded', ['Succeeded', 'Succeeded', 'Succeeded', 'Succeeded', 'Succeeded'])
 >>> modelwerk.promotion.rollback("energy-forecast").detail
@@ -43,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from modelwerk.core.promotion_marks import now as _now
-from modelwerk.errors import ConfigurationError, ModelwerkError, NotFoundError, ValidationError
+from modelwerk.errors import ModelwerkError, NotFoundError, ValidationError
 
 log = logging.getLogger("modelwerk")
 
@@ -52,7 +49,6 @@ TARGETS = ("staging", "prod")
 SUCCEEDED, FAILED, SKIPPED, REJECTED = "Succeeded", "Failed", "Skipped", "Rejected"
 #: A promotion's outcome: every stage passed; one failed; the approval was withheld (nothing reached prod).
 STOPPED = "Stopped"
-GATE_CASES = "gate_cases.csv"
 
 Approve = Callable[[str], bool]
 
@@ -81,6 +77,7 @@ class Promotion:
     gate: dict[str, Any] | None = None
     seconds: float = 0.0
     previous_version: int | None = None
+    execution_id: str | None = None
     at: str = field(default_factory=lambda: _now())
 
     @property
@@ -94,6 +91,7 @@ class Promotion:
         return {"status": self.status, "stages": [stage.to_dict() for stage in self.stages],
                 "use_case": self.use_case, "version": self.version, "to": self.to,
                 "previous_version": self.previous_version, "gate": self.gate, "seconds": round(self.seconds, 1),
+                "execution_id": self.execution_id,
                 "at": self.at}
 
     def _repr_html_(self) -> str:
@@ -107,13 +105,256 @@ class Promotion:
                 f"<th>detail</th></tr>{rows}</table></div>")
 
 
-def promote(use_case: str, version: int | str = "latest", *, to: str = "prod", approve: bool | Approve = False,
-            progress: Callable[[str], None] | None = None) -> Promotion:
-    """Promote an approved ``version`` of ``use_case`` to staging (``to="staging"``: up to the gate) or to prod.
+#: How long the approval event takes at most to start the pipeline (rule, source function, start).
+START_TIMEOUT_SECONDS = 180.0
+#: How long an approved version's execution may take to appear before it is approved anew.
+APPROVAL_IN_FLIGHT_SECONDS = 30.0
+#: How long a promotion is followed before the caller is told where it stands.
+FOLLOW_TIMEOUT_SECONDS = 3600.0
+POLL_SECONDS = 1.0
+_IN_PROGRESS = "InProgress"
+_GATE_REPORT = "gate.json"
 
-    ``approve`` is the person's approval before prod: ``True``, or a function asked the question that answers yes or
-    no; ``False`` stops the promotion there (status ``Stopped``). An unapproved or rejected version is refused with a
-    :class:`~modelwerk.errors.ValidationError` before anything is deployed.
+
+@dataclass(frozen=True)
+class _Pipeline:
+    """The registry account's promotion pipeline of one use case, as the caller reaches it."""
+
+    use_case: str
+    name: str
+    client: Any
+    s3: Any
+
+    def artifact_bucket(self) -> str | None:
+        store = self.client.get_pipeline(name=self.name)["pipeline"].get("artifactStore") or {}
+        return store.get("location")
+
+
+def _pipeline(use_case: str) -> _Pipeline:
+    from modelwerk import models, naming
+    from modelwerk.platform import resolve, session_for_account
+
+    group = models.registry(use_case).group
+    region, account = group.split(":")[3], group.split(":")[4]
+    session = session_for_account(account)
+    return _Pipeline(use_case, naming.promotion_pipeline_name(resolve().project, use_case),
+                     session.client("codepipeline", region_name=region), session.client("s3", region_name=region))
+
+
+def _variable(pipeline: _Pipeline, execution_id: str, name: str) -> str | None:
+    execution = pipeline.client.get_pipeline_execution(pipelineName=pipeline.name, pipelineExecutionId=execution_id)
+    values = {v["name"]: v.get("resolvedValue") for v in execution["pipelineExecution"].get("variables", [])}
+    return values.get(name)
+
+
+def _executions_of(pipeline: _Pipeline, arn: str, *, limit: int = 50) -> list[dict[str, Any]]:
+    """The pipeline's executions that carry the version ``arn`` (newest first; the last ``limit`` looked at)."""
+    from modelwerk import naming
+
+    summaries = pipeline.client.list_pipeline_executions(pipelineName=pipeline.name, maxResults=limit)
+    return [s for s in summaries["pipelineExecutionSummaries"]
+            if _variable(pipeline, s["pipelineExecutionId"], naming.PROMOTION_ARN_VARIABLE) == arn]
+
+
+def _find_execution(pipeline: _Pipeline, arn: str, since: set[str] | None, say: Callable[[str], None]) -> str:
+    """The execution that promotes ``arn``: a new one (not in ``since``) when the version was just approved, else the
+    newest that carries it."""
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    said = False
+    while True:
+        found = [s["pipelineExecutionId"] for s in _executions_of(pipeline, arn)
+                 if since is None or s["pipelineExecutionId"] not in since]
+        if found:
+            return found[0]
+        if time.monotonic() > deadline:
+            raise NotFoundError(
+                f"no execution of {pipeline.name} promotes {arn} (none started within {START_TIMEOUT_SECONDS:.0f} s "
+                "of the approval): check the promotion's source function and its dead-letter queue, or approve the "
+                "version again ('modelwerk models reject' then 'approve') to start one")
+        if not said:
+            say(f"waiting for {pipeline.name} to start on the approval")
+            said = True
+        time.sleep(POLL_SECONDS)
+
+
+def _actions(pipeline: _Pipeline, execution_id: str) -> list[dict[str, Any]]:
+    pages = pipeline.client.get_paginator("list_action_executions").paginate(
+        pipelineName=pipeline.name, filter={"pipelineExecutionId": execution_id})
+    details = [d for page in pages for d in page["actionExecutionDetails"]]
+    return sorted(details, key=lambda d: d["startTime"])
+
+
+def _detail(action: dict[str, Any]) -> str:
+    result = (action.get("output") or {}).get("executionResult") or {}
+    if action["status"] == "Failed" or result.get("errorDetails"):
+        return (result.get("errorDetails") or {}).get("message", "failed")
+    variables = (action.get("output") or {}).get("outputVariables") or {}
+    return variables.get("GATE_SUMMARY") or result.get("externalExecutionSummary") or action["status"].lower()
+
+
+def _gate_report(pipeline: _Pipeline, execution_id: str) -> dict[str, Any] | None:
+    """The gate's report of the execution, where its build wrote it (None when the gate did not get that far)."""
+    import json
+
+    from botocore.exceptions import ClientError
+
+    from modelwerk import naming
+
+    bucket = pipeline.artifact_bucket()
+    if not bucket:
+        return None
+    key = f"{naming.promotion_report_prefix(pipeline.use_case)}{execution_id}/{_GATE_REPORT}"
+    try:
+        return json.loads(pipeline.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            return None
+        raise
+
+
+def _stages(pipeline: _Pipeline, execution_id: str, wanted: tuple[str, ...],
+            report: dict[str, Any] | None) -> list[Stage]:
+    """The execution's stages in this module's names: each stage's last action decides its status."""
+    from modelwerk import naming
+
+    names = dict(zip(naming.PROMOTION_STAGES, STAGES))
+    by_stage: dict[str, list[dict[str, Any]]] = {}
+    for action in _actions(pipeline, execution_id):
+        by_stage.setdefault(names.get(action["stageName"], action["stageName"]), []).append(action)
+    stages = []
+    for name in wanted:
+        actions = by_stage.get(name)
+        if not actions:
+            stages.append(Stage(name, SKIPPED, "an earlier stage did not succeed"))
+            continue
+        failed = [a for a in actions if a["status"] == "Failed"]
+        last = failed[0] if failed else actions[0] if all(a["status"] == "Succeeded" for a in actions) \
+            else actions[-1]
+        status = {"Succeeded": SUCCEEDED, "Failed": FAILED, "Abandoned": FAILED}.get(last["status"], last["status"])
+        detail = _detail(last)
+        if name == "approval" and failed:
+            status = REJECTED
+        if name == "quality-gate" and failed and report and report.get("failures"):
+            detail = "; ".join(report["failures"]) + f" ({detail})"
+        stages.append(Stage(name, status, detail))
+    return stages
+
+
+def _answer_approval(pipeline: _Pipeline, execution_id: str, summary: str) -> bool:
+    """Approve the execution's manual approval if it waits now (the state view's token is this execution's: a V2
+    pipeline lets one execution into a stage at a time)."""
+    from modelwerk import naming
+
+    state = pipeline.client.get_pipeline_state(name=pipeline.name)
+    stage = next((s for s in state["stageStates"] if s["stageName"] == naming.PROMOTION_STAGES[3]), None)
+    if not stage or (stage.get("latestExecution") or {}).get("pipelineExecutionId") != execution_id:
+        return False
+    for action in stage["actionStates"]:
+        latest = action.get("latestExecution") or {}
+        if latest.get("status") == _IN_PROGRESS and latest.get("token"):
+            pipeline.client.put_approval_result(pipelineName=pipeline.name, stageName=stage["stageName"],
+                                                actionName=action["actionName"], token=latest["token"],
+                                                result={"status": "Approved", "summary": summary[:512]})
+            return True
+    return False
+
+
+def _follow(pipeline: _Pipeline, execution_id: str, *, to: str, approve: bool | Approve, reason: str | None,
+            say: Callable[[str], None], version: int) -> tuple[str, list[Stage], dict[str, Any] | None]:
+    """Follow the execution until it ends, or until ``to`` is reached; the outcome, the stages and the gate's report."""
+    wanted = STAGES if to == "prod" else STAGES[:3]
+    told: set[str] = set()
+    asked = False
+    deadline = time.monotonic() + FOLLOW_TIMEOUT_SECONDS
+    while True:
+        execution = pipeline.client.get_pipeline_execution(pipelineName=pipeline.name,
+                                                           pipelineExecutionId=execution_id)["pipelineExecution"]
+        actions = _actions(pipeline, execution_id)
+        for action in actions:
+            if action["status"] != _IN_PROGRESS and action["actionExecutionId"] not in told:
+                told.add(action["actionExecutionId"])
+                say(f"{action['stageName']}/{action['actionName']}: {action['status']} - {_detail(action)}")
+        done_stages = {a["stageName"] for a in actions if a["status"] != _IN_PROGRESS}
+        running = execution["status"] == _IN_PROGRESS
+        if not running or (to == "staging" and _gate_finished(actions)):
+            break
+        waiting = [a for a in actions if a["status"] == _IN_PROGRESS and
+                   a["input"]["actionTypeId"]["category"] == "Approval"]
+        if waiting and not asked:
+            asked = True
+            question = (f"Promote {pipeline.use_case} version {version} to prod? (the gate: "
+                        f"{_detail(next((a for a in reversed(actions) if _is_gate(a)), waiting[0]))})")
+            yes = approve(question) if callable(approve) else bool(approve)
+            if not yes:
+                stages = _stages(pipeline, execution_id, wanted, _gate_report(pipeline, execution_id))
+                return STOPPED, stages, _gate_report(pipeline, execution_id)
+            say(f"approving {pipeline.use_case} version {version} for prod")
+            if not _answer_approval(pipeline, execution_id, reason or "approved with 'modelwerk promote'"):
+                asked = False  # the approval's token is not there yet
+        if time.monotonic() > deadline:
+            raise ModelwerkError(f"{pipeline.name} execution {execution_id} still runs after "
+                                 f"{FOLLOW_TIMEOUT_SECONDS:.0f} s; follow it in CodePipeline ({done_stages} done)")
+        time.sleep(POLL_SECONDS)
+    report = _gate_report(pipeline, execution_id)
+    stages = _stages(pipeline, execution_id, wanted, report)
+    if any(stage.status in (FAILED, REJECTED) for stage in stages):
+        status = FAILED if not any(stage.status == REJECTED for stage in stages) else STOPPED
+    elif execution["status"] in ("Stopped", "Stopping", "Cancelled"):
+        status = STOPPED
+    else:
+        status = SUCCEEDED if all(stage.status == SUCCEEDED for stage in stages) else FAILED
+    return status, stages, report
+
+
+def _is_gate(action: dict[str, Any]) -> bool:
+    return action["input"]["actionTypeId"]["category"] == "Build"
+
+
+def _gate_finished(actions: list[dict[str, Any]]) -> bool:
+    return any(_is_gate(a) and a["status"] != _IN_PROGRESS for a in actions) or \
+        any(a["status"] == "Failed" for a in actions)
+
+
+def _execution_to_wait_for(pipeline: _Pipeline, mv: Any, *, approve: bool | Approve, reason: str | None,
+                            say: Callable[[str], None]) -> set[str] | None:
+    """Which execution promotes ``mv``: None for the newest that carries it (one in progress, or the one its
+    approval is starting), else the executions to look past once this call approved it (again), which starts one."""
+    from modelwerk import models
+
+    carrying = _executions_of(pipeline, mv.arn)
+    if any(s["status"] == _IN_PROGRESS for s in carrying):
+        return None
+    known = {s["pipelineExecutionId"] for s in carrying}
+    if mv.approval_status == models.APPROVED:  # its approval's event may be on its way to the pipeline
+        deadline = time.monotonic() + APPROVAL_IN_FLIGHT_SECONDS
+        while time.monotonic() < deadline:
+            if any(s["pipelineExecutionId"] not in known for s in _executions_of(pipeline, mv.arn)):
+                return None
+            time.sleep(POLL_SECONDS)
+        if approve is False:
+            last = carrying[0]["status"] if carrying else "never ran"
+            raise ValidationError(f"{pipeline.use_case} version {mv.version} is approved, but no promotion of it "
+                                  f"runs (its last: {last}); pass --approve to approve it again, which starts one")
+    since = {s["pipelineExecutionId"] for s in pipeline.client.list_pipeline_executions(
+        pipelineName=pipeline.name, maxResults=50)["pipelineExecutionSummaries"]}
+    say(f"approving {pipeline.use_case} version {mv.version} in the registry")
+    sagemaker = models.registry(pipeline.use_case).sagemaker
+    if mv.approval_status == models.APPROVED:  # approved anew: the approval changes, so SageMaker tells the rule
+        sagemaker.update_model_package(ModelPackageArn=mv.arn, ModelApprovalStatus=models.PENDING)
+    sagemaker.update_model_package(ModelPackageArn=mv.arn, ModelApprovalStatus=models.APPROVED,
+                                   ApprovalDescription=(reason or "approved with 'modelwerk promote'")[:1024])
+    return since
+
+
+def promote(use_case: str, version: int | str = "latest", *, to: str = "prod", approve: bool | Approve = False,
+            reason: str | None = None, progress: Callable[[str], None] | None = None) -> Promotion:
+    """Promote ``version`` of ``use_case`` through the promotion pipeline, to staging (up to the gate) or to prod.
+
+    A version waiting for approval is approved first when ``approve`` says yes (that starts the pipeline); an
+    approved one is followed in the execution its approval started. ``approve`` also answers the pipeline's manual
+    approval before prod: ``True``, or a function asked the question; ``False`` leaves the execution waiting there
+    (status ``Stopped``: a person approves it later, in the console or with ``--approve``). ``reason`` is the
+    approval's summary.
 
     Example
     -------
@@ -129,60 +370,32 @@ def promote(use_case: str, version: int | str = "latest", *, to: str = "prod", a
     say = progress or (lambda message: log.info(message))
     started = time.monotonic()
     mv = models.version(use_case, version)
-    if mv.approval_status != models.APPROVED:
-        raise ValidationError(
-            f"{use_case} version {mv.version} is {mv.approval_status}; only approved versions are promoted: approve "
-            f"it first ('modelwerk models approve --use-case {use_case} {mv.version}')")
-    stages = [Stage("source", SUCCEEDED, f"version {mv.version} approved"
-                    + (f" ({mv.approval_description})" if mv.approval_description else "") + f": {mv.arn}")]
+    pipeline = _pipeline(use_case)
     previous = models.prod_version(use_case)
-    gate_report: dict[str, Any] | None = None
-
-    def finish(status: str) -> Promotion:
-        wanted = STAGES if to == "prod" else STAGES[:3]
-        done = {stage.name for stage in stages}
-        skipped = [Stage(name, SKIPPED, "an earlier stage did not succeed") for name in wanted if name not in done]
-        return Promotion(use_case=use_case, version=mv.version, to=to, status=status, stages=(*stages, *skipped),
-                         gate=gate_report, seconds=time.monotonic() - started,
-                         previous_version=previous.version if previous else None)
-
-    staging = _deploy(use_case, mv, "staging", say)
-    stages.append(staging)
-    if staging.status != SUCCEEDED:
-        return finish(FAILED)
-
-    say(f"quality gate of {use_case} version {mv.version} against staging")
-    gate_stage, gate_report = _gate(use_case, mv)
-    stages.append(gate_stage)
-    if gate_stage.status != SUCCEEDED:
-        return finish(FAILED)
-    if to == "staging":
-        return finish(SUCCEEDED)
-
-    question = (f"Promote {use_case} version {mv.version} to prod"
-                + (f" (replacing version {previous.version})" if previous else "") + "?")
-    approved = approve(question) if callable(approve) else bool(approve)
-    if not approved:
-        stages.append(Stage("approval", REJECTED, "not approved for prod: nothing changed there (pass approve=True, "
-                                                  "or --approve on the command line)"))
-        return finish(STOPPED)
-    stages.append(Stage("approval", SUCCEEDED, "approved for prod" + (" at the prompt" if callable(approve) else "")))
-
-    prod = _deploy(use_case, mv, "prod", say)
-    stages.append(prod)
-    if prod.status != SUCCEEDED:
-        return finish(FAILED)
-    models.record_promotion(use_case, mv.version, promoted_to_prod_at=_now())
-    return finish(SUCCEEDED)
+    if mv.approval_status != models.APPROVED and (mv.approval_status == models.REJECTED or approve is False):
+        raise ValidationError(
+            f"{use_case} version {mv.version} is {mv.approval_status}; only approved versions are promoted: "
+            f"approve it first ('modelwerk models approve --use-case {use_case} {mv.version}'), or pass --approve")
+    if to == "prod" and previous is not None and previous.version == mv.version:
+        stages = tuple(Stage(name, SUCCEEDED if name == "deploy-prod" else SKIPPED,
+                             f"prod serves version {mv.version} already" if name == "deploy-prod" else "")
+                       for name in STAGES)
+        return Promotion(use_case=use_case, version=mv.version, to=to, status=SUCCEEDED, stages=stages,
+                         seconds=time.monotonic() - started, previous_version=previous.version)
+    since = _execution_to_wait_for(pipeline, mv, approve=approve, reason=reason, say=say)
+    execution_id = _find_execution(pipeline, mv.arn, since, say)
+    say(f"following {pipeline.name} execution {execution_id}")
+    status, stages, report = _follow(pipeline, execution_id, to=to, approve=approve, reason=reason, say=say,
+                                     version=mv.version)
+    return Promotion(use_case=use_case, version=mv.version, to=to, status=status, stages=tuple(stages), gate=report,
+                     seconds=time.monotonic() - started, previous_version=previous.version if previous else None,
+                     execution_id=execution_id)
 
 
 def rollback(use_case: str, *, to: str = "prod", progress: Callable[[str], None] | None = None) -> Promotion:
-    """Put the version prod served before the current one back into prod, blue/green.
-
-    The rolled-back version is marked as such in the registry (and may then be rejected); a second rollback goes one
-    version further back.
-    """
-    from modelwerk import models
+    """Put the version prod served before the current one back into prod: the pipeline's ``RollbackStage`` runs the
+    prod stage again with the execution that deployed that version (its template, its version, its record action)."""
+    from modelwerk import models, naming
 
     if to != "prod":
         raise ValidationError(f"only prod is rolled back; staging takes whatever version is promoted to it next, "
@@ -199,93 +412,27 @@ def rollback(use_case: str, *, to: str = "prod", progress: Callable[[str], None]
         raise ValidationError(f"prod serves {use_case} version {current.version}, the first approved version "
                               "promoted there; there is no earlier version to roll back to")
     target = earlier[0]
+    pipeline = _pipeline(use_case)
+    prod_stage = naming.PROMOTION_STAGES[4]
+    succeeded = pipeline.client.list_pipeline_executions(
+        pipelineName=pipeline.name, filter={"succeededInStage": {"stageName": prod_stage}})["pipelineExecutionSummaries"]
+    deployed = next((s["pipelineExecutionId"] for s in succeeded if s.get("executionType", "STANDARD") == "STANDARD"
+                     and _variable(pipeline, s["pipelineExecutionId"], naming.PROMOTION_ARN_VARIABLE) == target.arn),
+                    None)
+    if deployed is None:
+        raise NotFoundError(f"no execution of {pipeline.name} deployed {use_case} version {target.version} to prod; "
+                            f"promote it again instead ('modelwerk promote --use-case {use_case} {target.version} "
+                            "--to prod')")
     say(f"rolling {use_case} back from version {current.version} to version {target.version} in prod")
-    stage = _deploy(use_case, target, "prod", say)
-    if stage.status == SUCCEEDED:
-        moment = _now()
-        models.record_promotion(use_case, current.version, rolled_back_from_prod_at=moment)
-        models.record_promotion(use_case, target.version, promoted_to_prod_at=moment)
-        stage = Stage("deploy-prod", SUCCEEDED,
-                      f"prod serves version {target.version} again (was version {current.version})")
-    return Promotion(use_case=use_case, version=target.version, to="prod",
-                     status=SUCCEEDED if stage.status == SUCCEEDED else FAILED, stages=(stage,),
-                     seconds=time.monotonic() - started, previous_version=current.version)
-
-
-# -- stages -----------------------------------------------------------------------------------------------------------
-
-
-def endpoint_settings(use_case: str, env: str) -> Any:
-    """The single-model endpoint ``env`` configures for ``use_case`` in cdk.json (``endpoints`` of the environment)."""
-    from modelwerk import settings
-
-    environment = settings.load().environment(env)
-    found = [e for e in environment.endpoints.values() if e.use_case == use_case and not e.multi_model]
-    if not found:
-        raise ConfigurationError(f"cdk.json configures no single-model endpoint of {use_case} in {env}; add one under "
-                                 f"the {env} environment's 'endpoints' to promote to it")
-    return found[0]
-
-
-def _deploy(use_case: str, mv: Any, env: str, say: Callable[[str], None]) -> Stage:
-    """The ``deploy-<env>`` stage: the environment's endpoint serves ``mv`` (blue/green when it runs already)."""
-    from modelwerk import endpoints
-
-    name = f"deploy-{env}"
-    settings = endpoint_settings(use_case, env)
-    try:
-        serving = endpoints.describe(settings.name, env=env)
-    except NotFoundError:
-        serving = None
-    if serving is not None and serving.version == mv.version and serving.status == "InService":
-        return Stage(name, SUCCEEDED, f"{settings.name} in {env} already serves version {mv.version}")
-    say(f"deploying {use_case} version {mv.version} to {settings.name} in {env}")
-    started = time.monotonic()
-    try:
-        endpoint = endpoints.deploy(use_case, mv.version, endpoint=settings.name, env=env, progress=say)
-    except ModelwerkError as error:
-        return Stage(name, FAILED, f"{settings.name} in {env}: {error}")
-    seconds = time.monotonic() - started
-    if endpoint.status == "RolledBack":
-        return Stage(name, FAILED, f"{settings.name} in {env} rolled back to version {endpoint.version}: "
-                                   f"{endpoint.deployment.get('reason')}")
-    how = "blue/green" if serving is not None else "created"
-    return Stage(name, SUCCEEDED, f"{settings.name} in {env} serves version {mv.version} ({how}, {seconds:.0f} s)")
-
-
-def _gate(use_case: str, mv: Any) -> tuple[Stage, dict[str, Any] | None]:
-    from modelwerk import endpoints, settings
-    from modelwerk.core import gate
-    from modelwerk.platform import resolve
-
-    endpoint = endpoint_settings(use_case, "staging")
-    cases_file = settings.load().use_cases[use_case].folder / GATE_CASES
-    if not cases_file.is_file():
-        return Stage("quality-gate", FAILED, f"{use_case} has no {GATE_CASES} next to its contract "
-                                             f"({cases_file.parent}); add data points with expected predictions"), None
-    try:
-        cases = gate.read_cases(cases_file, inputs=[column["name"] for column in mv.input_schema])
-    except gate.GateError as error:
-        return Stage("quality-gate", FAILED, f"{cases_file}: {error}"), None
-    platform = resolve("staging")
-    budget = _latency_budget(platform, endpoint)
-    client = endpoints.runtime_client(platform)
-    result = gate.run(cases, gate.sagemaker_invoke(endpoint.name, client), budget_ms=budget)
-    report = result.to_dict()
-    p95 = result.latency_ms.get("p95")
-    latency = f"p95 {p95:.1f} ms of {budget} ms" if p95 is not None else "no latency measured"
-    if result.passed:
-        return Stage("quality-gate", SUCCEEDED, f"{len(result.cases)} data points as expected, {latency}"), report
-    return Stage("quality-gate", FAILED, "; ".join(result.failures) + f" ({latency})"), report
-
-
-def _latency_budget(platform: Any, endpoint: Any) -> int:
-    """The gate's latency budget: what the endpoint's deployed latency alarm tolerates (its threshold, in ms), so
-    the gate and the alarm that would roll the endpoint back agree; the setting where no alarm is deployed."""
-    from modelwerk import naming
-
-    alarms = platform.session().client("cloudwatch").describe_alarms(
-        AlarmNames=[naming.endpoint_alarm_name(endpoint.name, "latency")])["MetricAlarms"]
-    if not alarms or alarms[0].get("Threshold") is None:
-        return int(endpoint.max_latency_ms)
-    return int(float(alarms[0]["Threshold"]) / 1000)  # ModelLatency is in microseconds
+    execution_id = pipeline.client.rollback_stage(pipelineName=pipeline.name, stageName=prod_stage,
+                                                  targetPipelineExecutionId=deployed)["pipelineExecutionId"]
+    status, stages, _ = _follow(pipeline, execution_id, to="prod", approve=False, reason=None, say=say,
+                                version=target.version)
+    prod = [stage for stage in stages if stage.name == "deploy-prod"]
+    if status != SUCCEEDED and prod and prod[0].status == SUCCEEDED:
+        status = SUCCEEDED  # a rollback runs the prod stage alone
+    stage = Stage("deploy-prod", prod[0].status if prod else FAILED,
+                  f"prod serves version {target.version} again (was version {current.version})"
+                  if prod and prod[0].status == SUCCEEDED else (prod[0].detail if prod else "the rollback did not run"))
+    return Promotion(use_case=use_case, version=target.version, to="prod", status=status, stages=(stage,),
+                     seconds=time.monotonic() - started, previous_version=current.version, execution_id=execution_id)

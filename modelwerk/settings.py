@@ -181,7 +181,8 @@ class EnvironmentConfig(_Settings):
     start the pipelines of (default: the only training environment; required when there are several).
     ``profile``: the AWS profile (``~/.aws/config``) whose credentials reach this environment's account (default
     ``modelwerk-<name>`` where such a profile exists, else the credentials at hand); ``modelwerk local up`` writes
-    these profiles for the local accounts.
+    these profiles for the local accounts. ``promotion_operators`` (registry only): principal ARNs or account ids,
+    besides the registry account, that may assume the role that follows, approves and rolls back promotions.
     """
 
     name: str
@@ -201,6 +202,7 @@ class EnvironmentConfig(_Settings):
     endpoints: dict[str, EndpointSettings] = Field(default_factory=dict)
     retraining_environment: str | None = None
     profile: str | None = None
+    promotion_operators: tuple[str, ...] = Field(default=(), strict=False)
 
     @classmethod
     def from_dict(cls, name: str, doc: Mapping[str, Any]) -> "EnvironmentConfig":

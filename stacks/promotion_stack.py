@@ -19,6 +19,7 @@ from constructs import Construct
 from cdk_constructs.ids import pascal
 from cdk_constructs.promotion_artifacts import PromotionArtifacts, PromotionArtifactsProps
 from cdk_constructs.promotion_notifications import PromotionNotifications, PromotionNotificationsProps
+from cdk_constructs.promotion_operators import PromotionOperators, PromotionOperatorsProps
 from cdk_constructs.promotion_pipeline import PromotionPipeline, PromotionPipelineProps, PromotionTarget, QualityGate
 from modelwerk import naming
 from modelwerk.settings import EndpointSettings, EnvironmentConfig, PlatformConfig
@@ -49,7 +50,8 @@ def pinned(requirements: Path, package: str) -> str:
 
 
 class PromotionStack(Stack):
-    """Attributes: ``artifacts``, ``notifications``, ``pipelines`` (use case -> ``PromotionPipeline``)."""
+    """Attributes: ``artifacts``, ``notifications``, ``operators``, ``pipelines`` (use case ->
+    ``PromotionPipeline``)."""
 
     def __init__(
         self,
@@ -125,3 +127,11 @@ class PromotionStack(Stack):
                 approval_topic=self.notifications.approvals,
                 key=self.notifications.key,
             )
+        self.operators = PromotionOperators(
+            self,
+            "Operators",
+            props=PromotionOperatorsProps(project=project, use_cases=sorted(endpoints),
+                                          operators=environment.promotion_operators),
+            artifact_bucket=self.artifacts.bucket,
+            artifact_key=self.artifacts.key,
+        )

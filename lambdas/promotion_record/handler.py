@@ -2,7 +2,7 @@
 
 CodePipeline invokes it with the version's ARN as user parameters (``{"model_package_arn": ...}``, the pipeline
 variable the source function set). It keeps ``promoted_to_prod_at`` with the version in the registry
-(:mod:`modelwerk.core.promotion_marks`, the code local promotion runs), so ``models.prod_version``, the guard of
+(:mod:`modelwerk.core.promotion_marks`, which the library reads), so ``models.prod_version``, the guard of
 ``models reject`` and the source function (which ignores state changes of a version prod serves) see what prod
 serves. It always answers the job: success with the moment as an output variable, or failure with the reason, so
 the pipeline never waits for a function that gave up.

@@ -1,8 +1,8 @@
 """When a version went into prod, and when a rollback took it out: kept with the version in the model registry.
 
 The marks are customer metadata of the version's model package, so every account and every tool reads one answer.
-The local promotion writes them through ``modelwerk.models.record_promotion``; on AWS the promotion pipeline's last
-action (``lambdas/promotion_record``) does. ``modelwerk.models.prod_version``, the guard of ``models reject`` and the
+The promotion pipeline's last action (``lambdas/promotion_record``) writes them, on AWS and in local mode alike;
+``modelwerk.models.record_promotion`` writes them by hand. ``modelwerk.models.prod_version``, the guard of ``models reject`` and the
 promotion source function (which ignores state changes of a version prod already serves) read them.
 
 Standard library only: the Lambda functions carry this file without the rest of the library.

@@ -24,7 +24,7 @@ from modelwerk.errors import LocalModeError
 
 #: Records under .modelwerk/ that point into the embedded AWS and die with it (its services' records).
 DEPENDENT_RECORDS = ("local/deployments", "local/metrics", "runs", "endpoints", "cloudwatch", "athena", "glue",
-                     "events", "lambda")
+                     "events", "lambda", "codepipeline", "codebuild", "cloudformation")
 LOCAL_ROLE_NAME = "modelwerk-local-deployment"
 #: moto's default account, and the credentials that reach it.
 DEFAULT_ACCOUNT = "123456789012"

@@ -4,6 +4,12 @@ Assets are published to the bootstrap bucket, then each template is deployed in 
 resource types moto's CloudFormation creates go through its CloudFormation (``create_stack``/``update_stack``);
 the types it lacks are created through the ordinary APIs by the handlers below; ``Custom::*`` resources and anything
 else are recorded as not emulated. Names therefore come only from the templates: there is no second list.
+
+Parameters are applied as CloudFormation applies them (:func:`resolve_parameters`). A deployer given the record of
+the stack's previous deployment updates it as CloudFormation does: unchanged resources are kept, the types with an
+update (:data:`API_UPDATES`) are updated in place, the immutable ones (:data:`REPLACED_ON_UPDATE`) are replaced by a
+new resource, and after success the replaced and removed resources are deleted (the cleanup phase). A failure deletes
+what this deployment created (the rollback) before the error is raised.
 """
 
 from __future__ import annotations
@@ -11,8 +17,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import secrets
 import string
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,28 +46,6 @@ _LOCAL_RUNTIME = {
                                      "configuration enables it (applied with the bucket)",
     "AWS::Lambda::Permission": "the embedded EventBridge invokes functions without checking their resource policies",
 }
-
-
-_PROMOTION_RULE_NOTE = ("starts a CodePipeline promotion through its source function; the embedded AWS runs no "
-                        "CodePipeline, so the rule is kept out of the embedded EventBridge (an approval dispatched "
-                        "locally starts nothing) and 'modelwerk promote' runs the promotion locally instead")
-
-
-def _starts_code_pipeline(resources: dict[str, dict[str, Any]], resource: dict[str, Any]) -> bool:
-    """An EventBridge rule whose Lambda target starts one of the template's CodePipeline pipelines (the function's
-    environment names it): the promotion's approval rule."""
-    if resource.get("Type") != "AWS::Events::Rule":
-        return False
-    pipelines = {lid for lid, r in resources.items() if r.get("Type") == "AWS::CodePipeline::Pipeline"}
-    for target in resource.get("Properties", {}).get("Targets", []):
-        for function in references(target.get("Arn")):
-            definition = resources.get(function, {})
-            if definition.get("Type") != "AWS::Lambda::Function":
-                continue
-            variables = (definition.get("Properties", {}).get("Environment") or {}).get("Variables") or {}
-            if references(variables) & pipelines:
-                return True
-    return False
 
 
 def _kms_key_tags(properties: dict[str, Any]) -> dict[str, Any]:
@@ -141,6 +127,65 @@ _COMPLETIONS: dict[str, Callable[["StackDeployer", str, dict[str, Any]], None]] 
 }
 
 
+class ParameterError(LocalModeError):
+    """The stack's parameters were refused, with CloudFormation's message; nothing was deployed."""
+
+
+_SSM_VALUE_TYPE = re.compile(r"^AWS::SSM::Parameter::Value<(.+)>$")
+
+
+def resolve_parameters(template: dict[str, Any], given: dict[str, str],
+                       ssm_value: Callable[[str], str]) -> dict[str, Any]:
+    """Each parameter's value as CloudFormation applies it: a given value overrides the default; a parameter without
+    either is an error; ``AllowedPattern``/``AllowedValues``/lengths/bounds are checked with CloudFormation's
+    messages; ``AWS::SSM::Parameter::Value<...>`` is read from SSM (``ssm_value(name)``) and list types become lists
+    (what ``Ref`` gives)."""
+    declared = template.get("Parameters", {})
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise ParameterError(f"Parameters: [{', '.join(unknown)}] do not exist in the template")
+    missing = sorted(name for name, p in declared.items() if name not in given and "Default" not in p)
+    if missing:
+        raise ParameterError(f"Parameters: [{', '.join(missing)}] must have values")
+    values: dict[str, Any] = {}
+    for name, parameter in declared.items():
+        raw = str(given[name] if name in given else parameter["Default"])
+        kind = parameter.get("Type", "String")
+        _check_parameter(name, parameter, raw)
+        ssm_type = _SSM_VALUE_TYPE.match(kind)
+        if ssm_type:
+            raw, kind = ssm_value(raw), ssm_type.group(1)
+        values[name] = raw.split(",") if kind == "CommaDelimitedList" or kind.startswith("List<") else raw
+    return values
+
+
+def _check_parameter(name: str, parameter: dict[str, Any], value: str) -> None:
+    """CloudFormation's constraints on one value; its ConstraintDescription replaces the message when given."""
+    problem = None
+    if parameter.get("Type") == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            problem = f"Parameter '{name}' must be a number"
+        else:
+            if "MinValue" in parameter and number < float(parameter["MinValue"]):
+                problem = f"Parameter '{name}' must be a number not less than {parameter['MinValue']}"
+            elif "MaxValue" in parameter and number > float(parameter["MaxValue"]):
+                problem = f"Parameter '{name}' must be a number not greater than {parameter['MaxValue']}"
+    if problem is None and "AllowedValues" in parameter and value not in [str(v) for v in parameter["AllowedValues"]]:
+        problem = f"Parameter '{name}' must be one of AllowedValues"
+    if problem is None and "AllowedPattern" in parameter and not re.fullmatch(parameter["AllowedPattern"], value):
+        problem = f"Parameter '{name}' must match pattern {parameter['AllowedPattern']}"
+    if problem is None and "MinLength" in parameter and len(value) < int(parameter["MinLength"]):
+        problem = f"Parameter '{name}' must contain at least {parameter['MinLength']} characters"
+    if problem is None and "MaxLength" in parameter and len(value) > int(parameter["MaxLength"]):
+        problem = f"Parameter '{name}' must contain at most {parameter['MaxLength']} characters"
+    if problem is not None:
+        if parameter.get("ConstraintDescription"):
+            problem = f"Parameter {name} failed to satisfy constraint: {parameter['ConstraintDescription']}"
+        raise ParameterError(problem)
+
+
 def moto_cfn_types() -> set[str]:
     from moto.cloudformation.parsing import get_model_map
 
@@ -155,6 +200,8 @@ class DeployedResource:
     physical_id: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    #: The resolved properties an ordinary-API resource was deployed with (what an update compares against).
+    properties: dict[str, Any] | None = None
 
 
 @dataclass
@@ -164,13 +211,20 @@ class StackDeployment:
     region: str
     resources: dict[str, DeployedResource] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, properties: bool = False) -> dict[str, Any]:
+        """The record; with ``properties``, each resource's resolved properties too (what a later update needs)."""
         return {
             "stack_name": self.stack_name,
             "account": self.account,
             "region": self.region,
-            "resources": {k: vars(v) for k, v in self.resources.items()},
+            "resources": {k: {name: value for name, value in vars(v).items() if properties or name != "properties"}
+                          for k, v in self.resources.items()},
         }
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> "StackDeployment":
+        return cls(record["stack_name"], record["account"], record["region"],
+                   {k: DeployedResource(**v) for k, v in record.get("resources", {}).items()})
 
     def summary(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -222,29 +276,69 @@ def publish_assets(session: boto3.Session, stack: StackArtifact) -> int:
 
 
 class StackDeployer:
-    """Deploys one stack template into one account of the embedded AWS."""
+    """Deploys one stack template into one account of the embedded AWS.
 
-    def __init__(self, session: boto3.Session, stack: StackArtifact):
+    ``template`` replaces the artifact's file (a template handed over by a pipeline); ``parameters`` are the given
+    values (strings, as CloudFormation takes them); ``tags`` the stack's tags, propagated to the resources that take
+    them (:data:`STACK_TAGGED`); ``previous`` the record of the stack's last deployment (with properties), which makes
+    this deployment an update; ``endpoint_url`` the embedded AWS (None: the session's own configuration);
+    ``progress`` is told what happens, one line at a time.
+    """
+
+    def __init__(self, session: boto3.Session, stack: StackArtifact, *, template: dict[str, Any] | None = None,
+                 parameters: dict[str, Any] | None = None, tags: dict[str, str] | None = None,
+                 previous: StackDeployment | None = None, endpoint_url: str | None = None,
+                 progress: Callable[[str], None] | None = None):
         self.session = session
         self.stack = stack
-        self.template = stack.template
+        self.endpoint_url = endpoint_url
+        self.template = template if template is not None else stack.template
         self.resources: dict[str, dict[str, Any]] = self.template.get("Resources", {})
         self.deployment = StackDeployment(stack.name, stack.account, stack.region)
+        self.tags = {str(k): str(v) for k, v in (tags or {}).items()}
+        self.previous = previous
+        self.progress = progress
+        self._clients: dict[str, Any] = {}
         self.cfn_types = moto_cfn_types()
-        self.cfn = session.client("cloudformation", region_name=stack.region)
+        self.cfn = self.client("cloudformation")
         self._cfn_deployed: set[str] = set()
         self._outputs: dict[str, Any] = {}
-        parameters = {name: p.get("Default") for name, p in self.template.get("Parameters", {}).items()}
+        #: Resources this deployment created (deleted again if it fails) and the old ones it replaced.
+        self.created: list[DeployedResource] = []
+        self.replaced: list[DeployedResource] = []
+        self.given = {str(k): str(v) for k, v in (parameters or {}).items()}
+        self.parameters = resolve_parameters(self.template, self.given, self._ssm_value)
         self.resolver = Resolver(account=stack.account, region=stack.region, stack_name=stack.name,
-                                 parameters=parameters, lookup=self._lookup, imports=self._import)
+                                 parameters=self.parameters, lookup=self._lookup, imports=self._import)
 
     def client(self, service: str):
-        return self.session.client(service, region_name=self.stack.region)
+        """One client per service for the deployment (clients are thread-safe; making them from a shared session
+        is not)."""
+        if service not in self._clients:
+            self._clients[service] = self.session.client(service, region_name=self.stack.region,
+                                                         endpoint_url=self.endpoint_url)
+        return self._clients[service]
+
+    def report(self, message: str) -> None:
+        log.info("%s: %s", self.stack.name, message)
+        if self.progress is not None:
+            self.progress(message)
+
+    def resource_tags(self, own: list[dict[str, Any]] | None) -> list[dict[str, str]]:
+        """The stack's tags with the resource's own (which win on the same key), as CloudFormation propagates them."""
+        merged = {**self.tags, **{str(t["Key"]): str(t["Value"]) for t in own or []}}
+        return [{"Key": key, "Value": value} for key, value in merged.items()]
+
+    def _ssm_value(self, name: str) -> str:
+        try:
+            return self.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
+        except self.client("ssm").exceptions.ParameterNotFound:
+            raise ParameterError(f"Unable to fetch parameters [{name}] from parameter store for this account.") \
+                from None
 
     # -- classification -------------------------------------------------------------------------------------------
     def _route(self, resource_type: str, logical_id: str | None = None) -> str:
-        if resource_type in _LOCAL_RUNTIME or resource_type in LOCAL_RECORDS or (
-                logical_id and _starts_code_pipeline(self.resources, self.resources[logical_id])):
+        if resource_type in _LOCAL_RUNTIME or resource_type in LOCAL_RECORDS:
             return "local-runtime"
         if resource_type in API_HANDLERS:
             return "api"
@@ -300,8 +394,35 @@ class StackDeployer:
 
     # -- deployment -----------------------------------------------------------------------------------------------
     def deploy(self) -> StackDeployment:
+        """Deploy (or update) the stack; on failure, delete what this deployment created and raise."""
+        try:
+            self._deploy_waves()
+        except BaseException:
+            self._roll_back()
+            raise
+        self._clean_up()
+        return self.deployment
+
+    def outputs(self) -> dict[str, Any]:
+        """The template's outputs, resolved (a list joined by commas, as CloudFormation gives it)."""
+        values: dict[str, Any] = {}
+        for name, output in self.template.get("Outputs", {}).items():
+            try:
+                value = self.resolver.resolve(output.get("Value"))
+            except Unresolvable:
+                value = self._outputs.get(name)
+            values[name] = ",".join(map(str, value)) if isinstance(value, list) else value
+        return values
+
+    def _deploy_waves(self) -> None:
         pending = set(self.resources)
         routes = {lid: self._route(r["Type"], lid) for lid, r in self.resources.items()}
+        if self.previous is not None and (
+                "cloudformation" in routes.values()
+                or any(r.via == "cloudformation" for r in self.previous.resources.values())):
+            raise LocalModeError(f"{self.stack.name}: the local deployer updates only stacks whose resources it "
+                                 "created through the ordinary APIs; this one holds resources of moto's "
+                                 "CloudFormation (deploy it again from scratch: 'modelwerk local down' and 'up')")
         while pending:
             done = set(self.resources) - pending
             ready = {lid for lid in pending if self._dependencies(lid) <= done}
@@ -323,7 +444,6 @@ class StackDeployer:
             for lid in sorted(ready):
                 self._deploy_other(lid, routes[lid])
                 pending.discard(lid)
-        return self.deployment
 
     def _cfn_template(self, logical_ids: set[str]) -> dict[str, Any]:
         resources = {}
@@ -367,10 +487,13 @@ class StackDeployer:
         logical_ids = self._cfn_deployed | wave
         body = json.dumps(self._cfn_template(logical_ids))
         capabilities = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
+        given = [{"ParameterKey": k, "ParameterValue": v} for k, v in self.given.items()]
         if self._cfn_deployed:
-            self.cfn.update_stack(StackName=self.stack.name, TemplateBody=body, Capabilities=capabilities)
+            self.cfn.update_stack(StackName=self.stack.name, TemplateBody=body, Capabilities=capabilities,
+                                  Parameters=given)
         else:
-            self.cfn.create_stack(StackName=self.stack.name, TemplateBody=body, Capabilities=capabilities)
+            self.cfn.create_stack(StackName=self.stack.name, TemplateBody=body, Capabilities=capabilities,
+                                  Parameters=given)
         stack = self.cfn.describe_stacks(StackName=self.stack.name)["Stacks"][0]
         if stack["StackStatus"] not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
             raise LocalModeError(f"{self.stack.name}: the embedded CloudFormation ended in {stack['StackStatus']}")
@@ -390,16 +513,14 @@ class StackDeployer:
     def _deploy_other(self, logical_id: str, route: str) -> None:
         resource_type = self.resources[logical_id]["Type"]
         if route == "api":
-            properties = self.resolver.resolve(self.resources[logical_id].get("Properties", {}))
-            physical_id, attributes = API_HANDLERS[resource_type](self, logical_id, properties)
-            self.deployment.resources[logical_id] = DeployedResource(logical_id, resource_type, "api", physical_id, attributes)
+            self._deploy_api(logical_id, resource_type)
         elif route == "local-runtime" and resource_type in LOCAL_RECORDS:
             properties = self.resolver.resolve(self.resources[logical_id].get("Properties", {}))
             physical_id, attributes, note = LOCAL_RECORDS[resource_type](self, logical_id, properties)
             self.deployment.resources[logical_id] = DeployedResource(
                 logical_id, resource_type, route, physical_id=physical_id, attributes=attributes, note=note)
         elif route == "local-runtime":
-            note = _LOCAL_RUNTIME.get(resource_type) or _PROMOTION_RULE_NOTE
+            note = _LOCAL_RUNTIME[resource_type]
             attributes = {}
             if resource_type == "AWS::Events::Rule":
                 name = self.resources[logical_id].get("Properties", {}).get("Name") or logical_id
@@ -422,6 +543,77 @@ class StackDeployer:
                     log.debug("%s: no specific note for %s: %s", self.stack.name, logical_id, error)
             log.info("%s: %s (%s) is not emulated locally: %s", self.stack.name, logical_id, resource_type, note)
             self.deployment.resources[logical_id] = DeployedResource(logical_id, resource_type, route, note=note)
+
+    def _deploy_api(self, logical_id: str, resource_type: str) -> None:
+        """Create the resource through its API, or, in an update, keep, update or replace it."""
+        properties = self.resolver.resolve(self.resources[logical_id].get("Properties", {}))
+        if resource_type in STACK_TAGGED:
+            tags = self.resource_tags(properties.get("Tags"))
+            properties = {**properties, "Tags": tags} if tags else {k: v for k, v in properties.items() if k != "Tags"}
+        properties = json.loads(json.dumps(properties))  # as a record reads back, so that comparisons hold
+        old = self.previous.resources.get(logical_id) if self.previous is not None else None
+        if old is not None and old.type != resource_type:
+            old = None
+            self.replaced.append(self.previous.resources[logical_id])
+        if old is not None and old.properties == properties:
+            self.deployment.resources[logical_id] = old
+            return
+        if old is None:
+            self.report(f"creating {logical_id} ({resource_type})")
+            physical_id, attributes = API_HANDLERS[resource_type](self, logical_id, properties)
+            replaced = False
+        elif resource_type in REPLACED_ON_UPDATE and _only_tags_differ(old.properties or {}, properties):
+            self.report(f"tagging {logical_id} ({resource_type})")
+            _retag_sagemaker(self, str(old.physical_id), old.properties or {}, properties)
+            physical_id, attributes, replaced = old.physical_id, old.attributes, False
+        elif resource_type in REPLACED_ON_UPDATE:
+            self.report(f"replacing {logical_id} ({resource_type}): {REPLACED_ON_UPDATE[resource_type]}")
+            physical_id, attributes = API_HANDLERS[resource_type](self, logical_id, properties)
+            replaced = True
+        elif resource_type in API_UPDATES:
+            self.report(f"updating {logical_id} ({resource_type})")
+            physical_id, attributes, replaced = API_UPDATES[resource_type](self, logical_id, properties, old)
+        else:
+            raise LocalModeError(f"{self.stack.name}/{logical_id}: a change to a {resource_type} is not applied by "
+                                 f"the local deployer (it updates {', '.join(sorted(API_UPDATES))} and replaces "
+                                 f"{', '.join(sorted(REPLACED_ON_UPDATE))})")
+        record = DeployedResource(logical_id, resource_type, "api", physical_id, attributes, properties=properties)
+        self.deployment.resources[logical_id] = record
+        if old is None or replaced:
+            self.created.append(record)
+        if replaced and old is not None:
+            self.replaced.append(old)
+
+    def _roll_back(self) -> None:
+        """CloudFormation's rollback: what this deployment created is deleted, newest first."""
+        for record in reversed(self.created):
+            self._delete(record, "rolling back")
+
+    def _clean_up(self) -> None:
+        """CloudFormation's cleanup phase: the replaced resources and those the template no longer holds, deleted
+        in the reverse of the order they were created in."""
+        if self.previous is None:
+            return
+        replaced = {(r.logical_id, r.physical_id) for r in self.replaced}
+        for record in reversed(list(self.previous.resources.values())):
+            if record.logical_id not in self.resources or (record.logical_id, record.physical_id) in replaced:
+                self._delete(record, "cleaning up")
+
+    def _delete(self, record: DeployedResource, why: str) -> None:
+        delete = API_DELETES.get(record.type)
+        if delete is None or record.via != "api":
+            log.info("%s: %s kept while %s: the local deployer does not delete a %s", self.stack.name,
+                     record.logical_id, why, record.type)
+            return
+        self.report(f"{why}: deleting {record.logical_id} ({record.type} {record.physical_id})")
+        try:
+            delete(self, record)
+        except Exception as error:  # noqa: BLE001 - as CloudFormation, a failed deletion is reported, not fatal
+            log.warning("%s: %s could not be deleted while %s: %s", self.stack.name, record.logical_id, why, error)
+
+
+def _only_tags_differ(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    return {k: v for k, v in old.items() if k != "Tags"} == {k: v for k, v in new.items() if k != "Tags"}
 
 
 def _collect_targets(value: Any, wanted: set[tuple[str, str | None]]) -> None:
@@ -710,6 +902,219 @@ def _composite_alarm(d: StackDeployer, lid: str, p: dict[str, Any]):
     return name, {"Arn": arn}
 
 
+def _generated_name(lid: str, limit: int = 63) -> str:
+    """CloudFormation's name for a resource the template leaves unnamed: the logical id and a random suffix of 12
+    letters and digits (a new one per creation, so a replacement never takes the name of what it replaces)."""
+    suffix = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(12))
+    return f"{lid[:limit - 13]}-{suffix}"
+
+
+def _sagemaker_arn(d: StackDeployer, kind: str, name: str) -> str:
+    return f"arn:aws:sagemaker:{d.stack.region}:{d.stack.account}:{kind}/{name.lower()}"
+
+
+_MODEL_PARAMETERS = ("ExecutionRoleArn", "PrimaryContainer", "Containers", "InferenceExecutionConfig", "VpcConfig",
+                     "EnableNetworkIsolation", "Tags")
+_ENDPOINT_CONFIG_PARAMETERS = ("ProductionVariants", "DataCaptureConfig", "KmsKeyId", "AsyncInferenceConfig",
+                               "ExplainerConfig", "ShadowProductionVariants", "ExecutionRoleArn", "VpcConfig",
+                               "EnableNetworkIsolation", "Tags")
+#: How long a deployment waits for an endpoint to be InService (CloudFormation waits hours; local fleets, seconds).
+ENDPOINT_WAIT_SECONDS = 900.0
+ENDPOINT_POLL_SECONDS = 1.0
+
+
+def _flag(value: Any) -> bool:
+    return value if isinstance(value, bool) else str(value).lower() == "true"
+
+
+def _sagemaker_resource(d: StackDeployer, lid: str, p: dict[str, Any], *, kind: str, name_key: str,
+                        parameters: Any, create: str):
+    """Create a SageMaker model or endpoint config through the API (a generated name unless the template names it), so
+    that the embedded SageMaker runs it behind an endpoint (moto's CloudFormation would store it where no fleet
+    starts)."""
+    name = p.get(name_key) or _generated_name(lid)
+    args = {name_key: name, **{k: p[k] for k in parameters if p.get(k) is not None}}
+    if "EnableNetworkIsolation" in args:
+        args["EnableNetworkIsolation"] = _flag(args["EnableNetworkIsolation"])
+    getattr(d.client("sagemaker"), create)(**args)
+    return _sagemaker_arn(d, kind, name), {name_key: name}
+
+
+def _sagemaker_model(d: StackDeployer, lid: str, p: dict[str, Any]):
+    return _sagemaker_resource(d, lid, p, kind="model", name_key="ModelName", parameters=_MODEL_PARAMETERS,
+                               create="create_model")
+
+
+def _sagemaker_endpoint_config(d: StackDeployer, lid: str, p: dict[str, Any]):
+    return _sagemaker_resource(d, lid, p, kind="endpoint-config", name_key="EndpointConfigName",
+                               parameters=_ENDPOINT_CONFIG_PARAMETERS, create="create_endpoint_config")
+
+
+def _sagemaker_endpoint(d: StackDeployer, lid: str, p: dict[str, Any]):
+    """CreateEndpoint, then wait until it is InService as CloudFormation does; a failed endpoint is deleted again
+    (CloudFormation's rollback) and its FailureReason raised."""
+    name = p.get("EndpointName") or _generated_name(lid)
+    sagemaker = d.client("sagemaker")
+    args = {"EndpointName": name, "EndpointConfigName": p["EndpointConfigName"],
+            **{k: p[k] for k in ("DeploymentConfig", "Tags") if p.get(k)}}
+    sagemaker.create_endpoint(**args)
+    try:
+        _wait_for_endpoint(d, name, p["EndpointConfigName"])
+    except BaseException:
+        sagemaker.delete_endpoint(EndpointName=name)
+        raise
+    return _sagemaker_arn(d, "endpoint", name), {"EndpointName": name}
+
+
+def _update_sagemaker_endpoint(d: StackDeployer, lid: str, p: dict[str, Any], old: DeployedResource):
+    """A new name replaces the endpoint; a new config is deployed with UpdateEndpoint and the template's
+    DeploymentConfig (blue/green, rollback alarms), waited for; tags are changed in place."""
+    before = old.properties or {}
+    name = old.attributes["EndpointName"]
+    if (p.get("EndpointName") or name) != name:
+        return (*_sagemaker_endpoint(d, lid, p), True)
+    changed = {k for k in set(before) | set(p) if k != "Tags" and before.get(k) != p.get(k)}
+    if changed:
+        args: dict[str, Any] = {"EndpointName": name, "EndpointConfigName": p["EndpointConfigName"]}
+        if p.get("DeploymentConfig"):
+            args["DeploymentConfig"] = p["DeploymentConfig"]
+        for key in ("RetainAllVariantProperties", "RetainDeploymentConfig"):
+            if key in p:
+                args[key] = _flag(p[key])
+        if p.get("ExcludeRetainedVariantProperties"):
+            args["ExcludeRetainedVariantProperties"] = p["ExcludeRetainedVariantProperties"]
+        d.client("sagemaker").update_endpoint(**args)
+        _wait_for_endpoint(d, name, p["EndpointConfigName"])
+    if before.get("Tags") != p.get("Tags"):
+        _retag_sagemaker(d, str(old.physical_id), before, p)
+    return old.physical_id, old.attributes, False
+
+
+def _wait_for_endpoint(d: StackDeployer, name: str, config: str) -> None:
+    """Until the endpoint serves ``config`` InService; Failed, or InService on another config (SageMaker rolled the
+    update back), raises the endpoint's FailureReason."""
+    sagemaker = d.client("sagemaker")
+    deadline, seen = time.monotonic() + ENDPOINT_WAIT_SECONDS, None
+    while True:
+        described = sagemaker.describe_endpoint(EndpointName=name)
+        status = described["EndpointStatus"]
+        reason = described.get("FailureReason") or "no reason given"
+        if status == "InService" and described["EndpointConfigName"] == config:
+            return
+        if status == "InService":
+            raise LocalModeError(f"Endpoint {name} was not updated to {config}: {reason}")
+        if status == "Failed":
+            raise LocalModeError(f"Endpoint {name} failed: {reason}")
+        if status != seen:
+            d.report(f"endpoint {name}: {status}")
+            seen = status
+        if time.monotonic() > deadline:
+            raise LocalModeError(f"Endpoint {name} was still {status} after {ENDPOINT_WAIT_SECONDS:.0f} s")
+        time.sleep(ENDPOINT_POLL_SECONDS)
+
+
+def _retag_sagemaker(d: StackDeployer, arn: str, old: dict[str, Any], new: dict[str, Any]) -> None:
+    """Tags changed in place (AddTags/DeleteTags), as CloudFormation updates them without replacement."""
+    sagemaker = d.client("sagemaker")
+    before = {t["Key"]: t["Value"] for t in old.get("Tags") or []}
+    after = {t["Key"]: t["Value"] for t in new.get("Tags") or []}
+    removed = sorted(set(before) - set(after))
+    if removed:
+        sagemaker.delete_tags(ResourceArn=arn, TagKeys=removed)
+    if after and after != before:
+        sagemaker.add_tags(ResourceArn=arn, Tags=[{"Key": k, "Value": v} for k, v in after.items()])
+
+
+def _scalable_target_id(p: dict[str, Any]) -> str:
+    """What ``Ref`` gives for a scalable target: ``<resource id>|<scalable dimension>|<service namespace>``."""
+    return f"{p['ResourceId']}|{p['ScalableDimension']}|{p['ServiceNamespace']}"
+
+
+def _scalable_target(d: StackDeployer, lid: str, p: dict[str, Any]):
+    """RegisterScalableTarget (which also updates a registered one) and the target's scheduled actions."""
+    client = d.client("application-autoscaling")
+    args: dict[str, Any] = {"ServiceNamespace": p["ServiceNamespace"], "ResourceId": p["ResourceId"],
+                            "ScalableDimension": p["ScalableDimension"], "MinCapacity": int(p["MinCapacity"]),
+                            "MaxCapacity": int(p["MaxCapacity"])}
+    if p.get("RoleARN"):
+        args["RoleARN"] = p["RoleARN"]
+    if p.get("SuspendedState"):
+        args["SuspendedState"] = {k: _flag(v) for k, v in p["SuspendedState"].items()}
+    if p.get("Tags"):
+        args["Tags"] = {t["Key"]: t["Value"] for t in p["Tags"]}
+    client.register_scalable_target(**args)
+    for action in p.get("ScheduledActions") or []:
+        scheduled = {"ServiceNamespace": p["ServiceNamespace"], "ResourceId": p["ResourceId"],
+                     "ScalableDimension": p["ScalableDimension"], "Schedule": action["Schedule"],
+                     "ScheduledActionName": action["ScheduledActionName"]}
+        if action.get("ScalableTargetAction"):
+            scheduled["ScalableTargetAction"] = {k: int(v) for k, v in action["ScalableTargetAction"].items()}
+        if action.get("Timezone"):
+            scheduled["Timezone"] = action["Timezone"]
+        client.put_scheduled_action(**scheduled)
+    target = _scalable_target_id(p)
+    return target, {"Id": target}
+
+
+def _policy_target(p: dict[str, Any]) -> tuple[str, str, str]:
+    """(resource id, scalable dimension, service namespace) of a scaling policy: its ScalingTargetId, or its own."""
+    if p.get("ScalingTargetId"):
+        resource_id, dimension, namespace = str(p["ScalingTargetId"]).split("|")
+        return resource_id, dimension, namespace
+    return p["ResourceId"], p["ScalableDimension"], p["ServiceNamespace"]
+
+
+def _scaling_policy(d: StackDeployer, lid: str, p: dict[str, Any]):
+    """PutScalingPolicy (which also updates a policy of the same name); ``Ref`` gives its ARN."""
+    resource_id, dimension, namespace = _policy_target(p)
+    args = {"PolicyName": p["PolicyName"], "ServiceNamespace": namespace, "ResourceId": resource_id,
+            "ScalableDimension": dimension, "PolicyType": p["PolicyType"],
+            **{k: p[k] for k in ("TargetTrackingScalingPolicyConfiguration", "StepScalingPolicyConfiguration")
+               if p.get(k)}}
+    arn = d.client("application-autoscaling").put_scaling_policy(**args)["PolicyARN"]
+    return arn, {"Arn": arn}
+
+
+def _put_again(handler: Handler, identity: Callable[[dict[str, Any]], Any]) -> "Updater":
+    """An update by the same idempotent call that creates; a new identity (name, target) is a replacement."""
+
+    def update(d: StackDeployer, lid: str, p: dict[str, Any], old: DeployedResource):
+        physical_id, attributes = handler(d, lid, p)
+        return physical_id, attributes, identity(p) != identity(old.properties or {})
+
+    return update
+
+
+def _delete_model(d: StackDeployer, record: DeployedResource) -> None:
+    d.client("sagemaker").delete_model(ModelName=record.attributes["ModelName"])
+
+
+def _delete_endpoint_config(d: StackDeployer, record: DeployedResource) -> None:
+    d.client("sagemaker").delete_endpoint_config(EndpointConfigName=record.attributes["EndpointConfigName"])
+
+
+def _delete_endpoint(d: StackDeployer, record: DeployedResource) -> None:
+    d.client("sagemaker").delete_endpoint(EndpointName=record.attributes["EndpointName"])
+
+
+def _deregister_scalable_target(d: StackDeployer, record: DeployedResource) -> None:
+    resource_id, dimension, namespace = str(record.physical_id).split("|")
+    d.client("application-autoscaling").deregister_scalable_target(
+        ServiceNamespace=namespace, ResourceId=resource_id, ScalableDimension=dimension)
+
+
+def _delete_scaling_policy(d: StackDeployer, record: DeployedResource) -> None:
+    properties = record.properties or {}
+    resource_id, dimension, namespace = _policy_target(properties)
+    d.client("application-autoscaling").delete_scaling_policy(
+        PolicyName=properties["PolicyName"], ServiceNamespace=namespace, ResourceId=resource_id,
+        ScalableDimension=dimension)
+
+
+def _delete_alarm(d: StackDeployer, record: DeployedResource) -> None:
+    d.client("cloudwatch").delete_alarms(AlarmNames=[str(record.physical_id)])
+
+
 #: CodeBuild's CreateProject parameters; CloudFormation spells them in PascalCase (see _codebuild_shape).
 _CODEBUILD_PARAMETERS = {"name", "description", "source", "secondarySources", "sourceVersion",
                          "secondarySourceVersions", "artifacts", "secondaryArtifacts", "cache", "environment",
@@ -733,7 +1138,7 @@ def _codebuild_shape(value: Any) -> Any:
 
 
 def _codebuild_project(d: StackDeployer, lid: str, p: dict[str, Any]):
-    """The project through CreateProject, so that names and settings can be read back; no build runs locally."""
+    """The project through CreateProject; the embedded CodeBuild runs what StartBuild asks of it."""
     args = _codebuild_shape(p)
     args["name"] = args.get("name") or f"{d.stack.name}-{lid}"
     dropped = sorted(set(args) - _CODEBUILD_PARAMETERS)
@@ -745,9 +1150,9 @@ def _codebuild_project(d: StackDeployer, lid: str, p: dict[str, Any]):
     for key in from_pipeline:
         args[key] = {**args[key], "location": _PIPELINE_LOCATION}
     project = d.client("codebuild").create_project(**args)["project"]
-    note = "no build runs locally (no Docker)"
+    note = "the embedded CodeBuild runs its builds as local processes (no Docker; no image is built)"
     if from_pipeline:
-        note += f"; {' and '.join(from_pipeline)} come from a CodePipeline, which does not run locally"
+        note += f"; {' and '.join(from_pipeline)} come from the CodePipeline action that starts the build"
     if dropped:
         note += f"; not part of CreateProject, not applied locally: {', '.join(dropped)}"
     return args["name"], {"Arn": project.get("arn") or f"arn:aws:codebuild:{d.stack.region}:{d.stack.account}:"
@@ -765,17 +1170,39 @@ def _aws_custom_resource_note(p: dict[str, Any]) -> str:
     return note
 
 
-def _code_pipeline_note(p: dict[str, Any]) -> str:
-    """A promotion pipeline: its stages, run locally by the library rather than by a CodePipeline."""
-    stages = [stage.get("Name") for stage in p.get("Stages", [])]
-    return (f"CodePipeline {p.get('Name', '')} ({' -> '.join(stages)}) is not run locally: 'modelwerk promote' "
-            "runs the promotion (staging deploy, gate, approval, prod)")
+def _pipeline_shape(value: Any, key: str = "") -> Any:
+    """CloudFormation's PascalCase pipeline structure in the API's camelCase; an action's ``Configuration`` keeps its
+    keys and carries its values as text, as CodePipeline stores them."""
+    if key == "Configuration" and isinstance(value, dict):
+        return {k: (json.dumps(v) if isinstance(v, (dict, list)) else str(v).lower() if isinstance(v, bool)
+                    else str(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_pipeline_shape(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    return {k[:1].lower() + k[1:]: _pipeline_shape(v, k) for k, v in value.items()}
+
+
+#: Properties of AWS::CodePipeline::Pipeline that are not part of the pipeline structure.
+_PIPELINE_STACK_ONLY = {"Tags", "RestartExecutionOnUpdate", "DisableInboundStageTransitions"}
+
+
+def _code_pipeline(d: StackDeployer, lid: str, p: dict[str, Any]):
+    """The pipeline through CreatePipeline (moto stores it; the embedded CodePipeline runs its executions)."""
+    structure = _pipeline_shape({k: v for k, v in p.items() if k not in _PIPELINE_STACK_ONLY})
+    structure["name"] = structure.get("name") or f"{d.stack.name}-{lid}"
+    for stage in structure["stages"]:
+        for action in stage["actions"]:
+            action["runOrder"] = int(action.get("runOrder", 1))
+    tags = [{"key": t["Key"], "value": t["Value"]} for t in p.get("Tags", [])]
+    d.client("codepipeline").create_pipeline(pipeline=structure, **({"tags": tags} if tags else {}))
+    name = structure["name"]
+    return name, {"Version": "1", "Arn": f"arn:aws:codepipeline:{d.stack.region}:{d.stack.account}:{name}"}
 
 
 #: Types recorded as not emulated, with a note read from their resolved properties.
 NOT_EMULATED_NOTES: dict[str, Callable[[dict[str, Any]], str]] = {
     "Custom::AWS": _aws_custom_resource_note,
-    "AWS::CodePipeline::Pipeline": _code_pipeline_note,
 }
 
 
@@ -806,9 +1233,15 @@ LOCAL_RECORDS: dict[str, LocalRecord] = {
 
 
 API_HANDLERS: dict[str, Handler] = {
+    "AWS::ApplicationAutoScaling::ScalableTarget": _scalable_target,
+    "AWS::ApplicationAutoScaling::ScalingPolicy": _scaling_policy,
+    "AWS::SageMaker::Model": _sagemaker_model,
+    "AWS::SageMaker::EndpointConfig": _sagemaker_endpoint_config,
+    "AWS::SageMaker::Endpoint": _sagemaker_endpoint,
     "AWS::CloudWatch::Alarm": _metric_alarm,
     "AWS::CloudWatch::CompositeAlarm": _composite_alarm,
     "AWS::CodeBuild::Project": _codebuild_project,
+    "AWS::CodePipeline::Pipeline": _code_pipeline,
     "AWS::Events::EventBusPolicy": _event_bus_policy,
     "AWS::SageMaker::ModelPackageGroup": _model_package_group,
     "AWS::SageMaker::Pipeline": _pipeline,
@@ -826,6 +1259,41 @@ API_HANDLERS: dict[str, Handler] = {
     "AWS::LakeFormation::PrincipalPermissions": _lf_principal_permissions,
     "AWS::LakeFormation::Permissions": _lf_permissions,
 }
+
+
+#: An update: (deployer, logical id, resolved properties, the deployed record) -> (physical id, attributes, whether
+#: it is a replacement, the old resource then deleted in the cleanup phase).
+Updater = Callable[[StackDeployer, str, dict[str, Any], DeployedResource], tuple[str | None, dict[str, Any], bool]]
+
+#: Types an update changes in place (or replaces, when their identity changes).
+API_UPDATES: dict[str, Updater] = {
+    "AWS::SageMaker::Endpoint": _update_sagemaker_endpoint,
+    "AWS::ApplicationAutoScaling::ScalableTarget": _put_again(
+        _scalable_target, lambda p: _scalable_target_id(p) if p else None),
+    "AWS::ApplicationAutoScaling::ScalingPolicy": _put_again(
+        _scaling_policy, lambda p: (p.get("PolicyName"), _policy_target(p) if p else None)),
+    "AWS::CloudWatch::Alarm": _put_again(_metric_alarm, lambda p: p.get("AlarmName")),
+}
+
+#: Types whose every property but Tags requires a replacement (a new resource with a new name), and why.
+REPLACED_ON_UPDATE: dict[str, str] = {
+    "AWS::SageMaker::Model": "a SageMaker model is immutable",
+    "AWS::SageMaker::EndpointConfig": "a SageMaker endpoint config is immutable",
+}
+
+#: How a resource is deleted in the rollback and the cleanup phase.
+API_DELETES: dict[str, Callable[[StackDeployer, DeployedResource], None]] = {
+    "AWS::SageMaker::Model": _delete_model,
+    "AWS::SageMaker::EndpointConfig": _delete_endpoint_config,
+    "AWS::SageMaker::Endpoint": _delete_endpoint,
+    "AWS::ApplicationAutoScaling::ScalableTarget": _deregister_scalable_target,
+    "AWS::ApplicationAutoScaling::ScalingPolicy": _delete_scaling_policy,
+    "AWS::CloudWatch::Alarm": _delete_alarm,
+}
+
+#: Types to which the stack's tags propagate (merged with the resource's own Tags).
+STACK_TAGGED = {"AWS::SageMaker::Model", "AWS::SageMaker::EndpointConfig", "AWS::SageMaker::Endpoint",
+                "AWS::ApplicationAutoScaling::ScalableTarget", "AWS::CloudWatch::Alarm"}
 
 
 def deploy_stack(session: boto3.Session, stack: StackArtifact) -> StackDeployment:

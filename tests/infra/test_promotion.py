@@ -461,3 +461,72 @@ def test_the_gate_role_lives_in_staging_only_and_invokes_its_endpoints_only(synt
     assert sorted(re.findall(rf":sagemaker:{staging.region}:{staging.account}:endpoint/([a-z0-9-]+)", resources_)) \
         == sorted(served["staging"].name for served in promoted.values())
     assert naming.promotion_gate_role_name(config.project, "prod") not in roles_by_name(synthesized, "prod")
+
+
+# -- who follows, approves and rolls back -----------------------------------------------------------------------------
+
+
+def _operator_role(promotion, config) -> tuple[str, dict]:
+    roles = promotion.find_resources("AWS::IAM::Role", {"Properties": {
+        "RoleName": naming.promotion_operator_role_name(config.project)}})
+    [(logical, role)] = roles.items()
+    return logical, role["Properties"]
+
+
+def test_only_the_registry_account_and_configured_operators_may_assume_the_operator_role(promotion, config):
+    _, role = _operator_role(promotion, config)
+    statements = role["AssumeRolePolicyDocument"]["Statement"]
+    assert not any(is_wildcard_principal(s["Principal"]) for s in statements)
+    assert principal_accounts(statements) == {config.registry.account}
+
+
+def test_the_operator_role_answers_only_the_approval_actions_of_the_promotion_pipelines(promotion, config, promoted):
+    logical, _ = _operator_role(promotion, config)
+    policies = resources(promotion, "AWS::IAM::Policy", Roles=[{"Ref": logical}])
+    statements = [s for p in policies for s in p["PolicyDocument"]["Statement"]]
+    approvals = [s for s in statements if s["Action"] == "codepipeline:PutApprovalResult"]
+    [approval] = approvals
+    resources_ = approval["Resource"] if isinstance(approval["Resource"], list) else [approval["Resource"]]
+    rendered = json.dumps(resources_)
+    for use_case in promoted:
+        assert (f"{naming.promotion_pipeline_name(config.project, use_case)}/{naming.PROMOTION_STAGES[3]}/"
+                f"{naming.PROMOTION_APPROVAL_ACTION}") in rendered
+    assert "*" not in rendered.replace(":*", "")
+    reads = [s for s in statements if "codepipeline:ListActionExecutions" in s["Action"]]
+    assert reads and "codepipeline:RollbackStage" in reads[0]["Action"]
+
+
+def test_configured_operators_are_trusted_by_account_or_arn():
+    from aws_cdk.assertions import Template
+
+    from cdk_constructs.promotion_operators import PromotionOperators, PromotionOperatorsProps
+
+    stack = Stack(App(), "Operators", env=Environment(account="111111111111", region="eu-central-1"))
+    key = kms.Key(stack, "Key")
+    bucket = s3.Bucket(stack, "Bucket", encryption_key=key)
+    PromotionOperators(stack, "Operators", props=PromotionOperatorsProps(
+        project="modelwerk", use_cases=["pump-health"],
+        operators=["444444444444", "arn:aws:iam::555555555555:role/release-managers"]),
+        artifact_bucket=bucket, artifact_key=key)
+    [role] = Template.from_stack(stack).find_resources("AWS::IAM::Role").values()
+    trusted = json.dumps(role["Properties"]["AssumeRolePolicyDocument"])
+    assert "444444444444:root" in trusted and "arn:aws:iam::555555555555:role/release-managers" in trusted
+    assert "111111111111:root" in trusted
+
+
+def test_each_use_cases_source_function_ships_its_own_templates_and_gate_cases(synthesized, promotion, config,
+                                                                                promoted):
+    """One folder (lambdas/promotion_source) bundled per use case: every asset holds its own use case's bundle."""
+    keys = set()
+    for use_case in promoted:
+        (function,) = resources(promotion, "AWS::Lambda::Function",
+                                FunctionName=naming.promotion_source_function_name(config.project, use_case))
+        keys.add(function["Code"]["S3Key"])
+        folder = asset_folder(synthesized, function["Code"]["S3Key"]) / "bundle"
+        group = naming.model_package_group_name(config.project, use_case)
+        for env in PROMOTION_PATH:
+            template = (folder / "templates" / f"{env}.template.json").read_text(encoding="utf-8")
+            assert f"model-package/{group}/" in template
+        assert (folder / "gate" / "gate_cases.csv").read_bytes() == (
+            config.use_case(use_case).folder / "gate_cases.csv").read_bytes()
+    assert len(keys) == len(promoted)

@@ -256,10 +256,26 @@ PROMOTION = {
             "Environment": {"Type": "LINUX_CONTAINER", "ComputeType": "BUILD_GENERAL1_SMALL",
                             "Image": "aws/codebuild/standard:7.0"},
             "ServiceRole": {"Fn::GetAtt": ["SourceRole", "Arn"]}}},
+        "Artifacts": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "promotion-artifacts"}},
         "Pipeline": {"Type": "AWS::CodePipeline::Pipeline", "Properties": {
-            "Name": "modelwerk-pump-health-promotion", "RoleArn": {"Fn::GetAtt": ["SourceRole", "Arn"]},
-            "Stages": [{"Name": "Source", "Actions": []}, {"Name": "QualityGate", "Actions": [
-                {"Name": "Gate", "Configuration": {"ProjectName": {"Ref": "Gate"}}}]}]}},
+            "Name": "modelwerk-pump-health-promotion", "RoleArn": {"Fn::GetAtt": ["PipelineRole", "Arn"]},
+            "PipelineType": "V2", "ExecutionMode": "QUEUED", "RestartExecutionOnUpdate": False,
+            "ArtifactStore": {"Type": "S3", "Location": {"Ref": "Artifacts"}},
+            "Variables": [{"Name": "ModelPackageArn", "Description": "set at start"}],
+            "Tags": [{"Key": "project", "Value": "modelwerk"}],
+            "Stages": [
+                {"Name": "Source", "Actions": [{
+                    "Name": "PackageVersion", "RunOrder": 1, "OutputArtifacts": [{"Name": "Package"}],
+                    "ActionTypeId": {"Category": "Source", "Owner": "AWS", "Provider": "S3", "Version": "1"},
+                    "Configuration": {"S3Bucket": {"Ref": "Artifacts"}, "S3ObjectKey": "source.zip",
+                                      "PollForSourceChanges": False}}]},
+                {"Name": "QualityGate", "Actions": [{
+                    "Name": "Gate", "RunOrder": 1, "InputArtifacts": [{"Name": "Package"}], "Namespace": "Gate",
+                    "ActionTypeId": {"Category": "Build", "Owner": "AWS", "Provider": "CodeBuild", "Version": "1"},
+                    "Configuration": {"ProjectName": {"Ref": "Gate"}}}]}]}},
+        "PipelineRole": {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": {
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                    "Principal": {"Service": "codepipeline.amazonaws.com"}}]}}},
         "ApprovalRule": {"Type": "AWS::Events::Rule", "Properties": {
             "EventPattern": {"source": ["aws.sagemaker"], "detail-type": ["SageMaker Model Package State Change"],
                              "detail": {"ModelApprovalStatus": ["Approved"]}}, "State": "ENABLED",
@@ -273,18 +289,23 @@ PROMOTION = {
 }
 
 
-def test_a_promotion_is_recorded_for_the_library_and_its_approval_rule_kept_out_of_eventbridge(aws, alarm_stack):
-    """The embedded AWS runs no CodePipeline: an approval dispatched locally must not reach the source function
-    (which would start a pipeline that does not exist); ``modelwerk promote`` runs the promotion instead."""
+def test_a_promotion_pipeline_is_created_as_codepipeline_stores_it_and_its_approval_rule_deployed(aws, alarm_stack):
+    """The embedded CodePipeline runs what CreatePipeline stored: the structure in the API's shape (configuration
+    values as text), the approval rule in EventBridge like any rule."""
     deployment = deploy_stack(aws, alarm_stack(PROMOTION))
     rule, pipeline, gate = (deployment.resources[k] for k in ("ApprovalRule", "Pipeline", "Gate"))
-    assert rule.via == "local-runtime" and "modelwerk promote" in rule.note
-    assert pipeline.via == "not-emulated"
-    assert pipeline.note.startswith("CodePipeline modelwerk-pump-health-promotion (Source -> QualityGate)")
-    assert deployment.resources["FailureRule"].via == "cloudformation"
+    assert rule.via == "cloudformation" and pipeline.via == "api" and gate.via == "api"
+    stored = aws.client("codepipeline").get_pipeline(name="modelwerk-pump-health-promotion")["pipeline"]
+    assert stored["pipelineType"] == "V2" and stored["executionMode"] == "QUEUED"
+    assert stored["artifactStore"] == {"type": "S3", "location": "promotion-artifacts"}
+    assert stored["variables"] == [{"name": "ModelPackageArn", "description": "set at start"}]
+    source, build = (stage["actions"][0] for stage in stored["stages"])
+    assert source["configuration"] == {"S3Bucket": "promotion-artifacts", "S3ObjectKey": "source.zip",
+                                       "PollForSourceChanges": "false"}
+    assert build["actionTypeId"] == {"category": "Build", "owner": "AWS", "provider": "CodeBuild", "version": "1"}
+    assert build["namespace"] == "Gate" and build["inputArtifacts"] == [{"name": "Package"}]
     rules = {r["Name"] for r in aws.client("events").list_rules()["Rules"]}
-    assert rules == {"promotion-failures"}
-    assert gate.via == "api" and "come from a CodePipeline" in gate.attributes["note"]
+    assert "promotion-failures" in rules and len(rules) == 2
     [project] = aws.client("codebuild").batch_get_projects(names=["modelwerk-pump-health-promotion-gate"])["projects"]
     assert project["source"]["type"] == "CODEPIPELINE"
 

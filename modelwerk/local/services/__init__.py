@@ -13,7 +13,8 @@ from modelwerk.local.services._context import ServiceContext
 from modelwerk.local.services._routing import AwsError, Call, LocalServices, Reply, Route, Service
 
 #: The packages of this folder that run a service, in the order they start.
-SERVICE_PACKAGES = ("events", "awslambda", "glue", "athena", "sagemaker", "sagemaker_runtime", "cloudwatch")
+SERVICE_PACKAGES = ("events", "awslambda", "glue", "athena", "sagemaker", "sagemaker_runtime", "cloudwatch",
+                    "codebuild", "codepipeline")
 
 __all__ = ["AwsError", "Call", "LocalServices", "Reply", "Route", "Service", "ServiceContext", "load"]
 
