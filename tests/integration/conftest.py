@@ -3,8 +3,10 @@
 ``local_mode``: one ``modelwerk local up`` for the session, every environment deployed into its account. ``demo``:
 ``scripts/demo.sh`` (what ``make demo`` runs) on that local mode — both use cases from sensor files to a promoted,
 monitored, retrained model —, which the modules that look at the lifecycle (data lake, training, registry,
-endpoints, monitoring, promotion, the notebook) take as their starting state instead of building their own. The
-modules that use them are marked ``xdist_group("local-mode")`` so that one worker runs them all on one local mode.
+endpoints, monitoring, promotion, the notebook) take as their starting state instead of building their own. Session
+fixtures live once per xdist worker: the modules that use them are in one of two groups, ``local-mode`` (they change
+what prod serves and judge its alarms: monitoring, promotion) and ``local-mode-reads`` (the rest), so two workers run
+them side by side, each on its own local mode and demo, and no module shares a local mode with one of the other group.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ import pytest
 
 from local_cli import ROOT, cli_environment, cli_json, run_cli
 
-#: The xdist group of every module that uses the session's local mode.
-LOCAL_MODE = pytest.mark.xdist_group("local-mode")
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +29,7 @@ def cli_env(tmp_path_factory):
 @pytest.fixture(scope="session")
 def local_mode(cli_env):
     """`modelwerk local up` for the session; this process's clients point at it (dev's profile) until the end."""
+    _synthesize_once()
     state = cli_json("local", "up", env=cli_env)
     saved = dict(os.environ)
     for name in [k for k in os.environ if k.startswith("AWS_")]:
@@ -45,6 +46,21 @@ def local_mode(cli_env):
     os.environ.clear()
     os.environ.update(saved)
     platform._resolve_cached.cache_clear()
+
+
+def _synthesize_once() -> None:
+    """The checkout's cdk.out, synthesized by one worker at a time: two local modes start side by side, and each
+    would otherwise write the same assembly at once."""
+    import fcntl
+    import hashlib
+    import tempfile
+
+    from modelwerk.local.assembly import synthesize
+
+    name = hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]
+    with open(os.path.join(tempfile.gettempdir(), f"modelwerk-synth-{name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        synthesize(ROOT)
 
 
 def _pause_scheduled_preparation(state: dict) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from local_cli import ROOT, cli_json
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-mode")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-mode-reads")]
 
 USE_CASES = ("pump-health", "energy-forecast")
 

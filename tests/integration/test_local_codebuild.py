@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+#: One worker runs the module on one embedded AWS.
+pytestmark = pytest.mark.xdist_group("local-codebuild")
+
 #: The region of the tests' embedded AWS (tests/conftest.py).
 TEST_REGION = "eu-central-1"
 ACCOUNT = "123456789012"

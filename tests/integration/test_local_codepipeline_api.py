@@ -13,7 +13,7 @@ import zipfile
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-codepipeline-api")]
 
 BUCKET = "promotion-artifacts"
 SOURCE_KEY = "source/package.zip"

@@ -21,7 +21,7 @@ import pytest
 
 from local_cli import cli_json, run_cli
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-mode")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-mode-reads")]
 
 USE_CASE = "pump-health"
 ENVIRONMENTS = {"registry", "dev", "staging", "prod"}

@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 from local_cli import ROOT, cli_json, run_cli
 from modelwerk import naming
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-mode")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-mode-reads")]
 
 USE_CASE = "energy-forecast"
 ENDPOINT = "ep-energy"

@@ -160,7 +160,7 @@ def test_a_rule_with_a_sagemaker_pipeline_target_no_longer_fails_put_events(embe
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("local-mode")
+@pytest.mark.xdist_group("local-mode-reads")
 def test_an_upload_into_the_landing_bucket_is_ingested_by_the_deployed_function(demo_ok, tmp_path):
     """boto3 alone, through dev's profile (AWS_CONFIG_FILE and AWS_PROFILE, as `modelwerk local env` exports them):
     the upload's event starts the deployed function, whose ledger entry appears in the raw bucket."""

@@ -189,7 +189,7 @@ def test_a_run_beyond_its_timeout_ends_timeout(aws):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("local-mode")
+@pytest.mark.xdist_group("local-mode-reads")
 def test_the_deployed_preparation_job_publishes_a_new_snapshot(demo_ok, cli_env, tmp_path):
     """On the demo's lake, through dev's profile: new raw rows, then StartJobRun of the deployed job."""
     ssm, s3, glue = boto3.client("ssm"), boto3.client("s3"), boto3.client("glue")

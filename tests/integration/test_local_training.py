@@ -16,7 +16,7 @@ import pytest
 
 from local_cli import ROOT, cli_json, run_cli
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-mode")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-mode-reads")]
 
 USE_CASE = "pump-health"
 PIPELINE = "modelwerk-dev-pump-health-training"

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-mode")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-mode-reads")]
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ import pytest
 
 from local_cli import ROOT, cli_json, run_cli
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-mode")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-mode-reads")]
 
 USE_CASE = "pump-health"
 FILES = ("pumps.csv", "requests.csv", "drifted.csv", "labels.csv")
