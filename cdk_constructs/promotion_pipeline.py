@@ -168,8 +168,9 @@ def gate_buildspec(requirements: Sequence[str]) -> dict[str, Any]:
 
     The report's key carries the pipeline execution id, so every execution keeps its own report.
     """
+    budget = f'"${naming.GATE_BUDGET_VARIABLE}"'
     gate = ('PYTHONPATH="$CODEBUILD_SRC_DIR/' + GATE_FOLDER + '" python -m modelwerk.core.gate '
-            '--endpoint "$ENDPOINT" --cases ' + GATE_CASES_FILE + ' --budget-ms "$BUDGET_MS" '
+            '--endpoint "$ENDPOINT" --cases ' + GATE_CASES_FILE + ' --budget-ms ' + budget + ' '
             '--role-arn "$GATE_ROLE_ARN" --region "$ENDPOINT_REGION" --report ' + GATE_REPORT_FILE)
     report = (
         'if [ -f ' + GATE_REPORT_FILE + ' ]; then '
@@ -263,7 +264,7 @@ class PromotionPipeline(Construct):
             variables_namespace=GATE_NAMESPACE,
             environment_variables={name: codebuild.BuildEnvironmentVariable(value=value) for name, value in {
                 "ENDPOINT": props.gate.endpoint_name,
-                "BUDGET_MS": str(props.gate.budget_ms),
+                naming.GATE_BUDGET_VARIABLE: str(props.gate.budget_ms),
                 "GATE_ROLE_ARN": props.gate.role_arn,
                 "ENDPOINT_REGION": props.gate.region,
                 "REPORT_BUCKET": artifact_bucket.bucket_name,

@@ -165,6 +165,8 @@ PROMOTION_LOG_ZONE = "promotion-logs"
 PROMOTION_STAGES = ("Source", "DeployStaging", "QualityGate", "ManualApproval", "DeployProd")
 #: The pipeline variable that carries the promoted version's ARN (set by the source function at start).
 PROMOTION_ARN_VARIABLE = "ModelPackageArn"
+#: The promotion gate's build variable that carries its p95 latency budget in milliseconds.
+GATE_BUDGET_VARIABLE = "BUDGET_MS"
 #: The manual approval action of the approval stage.
 PROMOTION_APPROVAL_ACTION = "Approve"
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole lifecycle on one machine, for both use cases: embedded AWS up -> generate (with bad rows) -> ingest ->
-# prepare -> pipeline run (register) -> approve -> promote: staging, quality gate, approval, prod (blue/green) ->
+# prepare -> pipeline run (register) -> approve -> promotion pipeline: staging, quality gate, approval, prod ->
 # traffic with capture -> drifted traffic -> drift monitor -> alarm -> on-call SNS -> retraining -> a new version;
 # then a short summary and the HTML lifecycle report under .modelwerk/reports/.
 set -euo pipefail
@@ -36,7 +36,7 @@ for use_case in "${USE_CASES[@]}"; do
   modelwerk pipeline run --use-case "$use_case" --wait
   modelwerk models approve --use-case "$use_case" latest --reason "demo: metrics above the pipeline's threshold"
 
-  step "$use_case: promote: staging, quality gate (gate_cases.csv, latency budget), approval, prod blue/green"
+  step "$use_case: promote through the registry's promotion pipeline: staging deploy, CodeBuild gate, approval, prod"
   modelwerk promote --use-case "$use_case" latest --to prod --approve
 done
 

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from modelwerk import naming
 from modelwerk.errors import LocalModeError
 
 #: Records under .modelwerk/ that point into the embedded AWS and die with it (its services' records).
@@ -128,7 +129,10 @@ def write_profiles(state: LocalState) -> Path:
             lines += [f"aws_access_key_id = {DEFAULT_CREDENTIALS['AccessKeyId']}",
                       f"aws_secret_access_key = {DEFAULT_CREDENTIALS['SecretAccessKey']}"]
         else:
-            lines += [f"role_arn = arn:aws:iam::{environment.account}:role/{LOCAL_ROLE_NAME}",
+            # the registry's profile takes the role people promote with there, as it does on AWS
+            role = (naming.promotion_operator_role_name(config.project) if environment.kind == "registry"
+                    else LOCAL_ROLE_NAME)
+            lines += [f"role_arn = arn:aws:iam::{environment.account}:role/{role}",
                       f"source_profile = {SOURCE_PROFILE}",
                       # the AWS CLI caches assumed-role keys by role and session name: one name per embedded AWS
                       f"role_session_name = modelwerk-local-{name}-{state.endpoint_url.rsplit(':', 1)[-1]}"]

@@ -1191,13 +1191,38 @@ def _code_pipeline(d: StackDeployer, lid: str, p: dict[str, Any]):
     """The pipeline through CreatePipeline (moto stores it; the embedded CodePipeline runs its executions)."""
     structure = _pipeline_shape({k: v for k, v in p.items() if k not in _PIPELINE_STACK_ONLY})
     structure["name"] = structure.get("name") or f"{d.stack.name}-{lid}"
+    notes = []
     for stage in structure["stages"]:
         for action in stage["actions"]:
             action["runOrder"] = int(action.get("runOrder", 1))
+            notes += _raise_gate_budget_to_local_floor(action)
     tags = [{"key": t["Key"], "value": t["Value"]} for t in p.get("Tags", [])]
     d.client("codepipeline").create_pipeline(pipeline=structure, **({"tags": tags} if tags else {}))
     name = structure["name"]
-    return name, {"Version": "1", "Arn": f"arn:aws:codepipeline:{d.stack.region}:{d.stack.account}:{name}"}
+    return name, {"Version": "1", "Arn": f"arn:aws:codepipeline:{d.stack.region}:{d.stack.account}:{name}",
+                  "note": "; ".join(notes)}
+
+
+def _raise_gate_budget_to_local_floor(action: dict[str, Any]) -> list[str]:
+    """A promotion gate's latency budget (the build's ``naming.GATE_BUDGET_VARIABLE``) is at least
+    ``LOCAL_LATENCY_FLOOR_MS`` locally, as the endpoints' latency alarms are: this machine's shared cores, not the
+    version, would otherwise decide the gate. The gate itself is the same code on AWS and here."""
+    from modelwerk import naming
+    from modelwerk.local.endpoint_metrics import LOCAL_LATENCY_FLOOR_MS
+
+    configuration = action.get("configuration") or {}
+    if action["actionTypeId"].get("provider") != "CodeBuild" or "EnvironmentVariables" not in configuration:
+        return []
+    variables = json.loads(configuration["EnvironmentVariables"])
+    notes = []
+    for variable in variables:
+        if variable.get("name") == naming.GATE_BUDGET_VARIABLE and float(variable["value"]) < LOCAL_LATENCY_FLOOR_MS:
+            notes.append(f"{action['name']}: latency budget {variable['value']} ms raised to "
+                         f"{LOCAL_LATENCY_FLOOR_MS} ms locally")
+            log.info("pipeline action %s", notes[-1])
+            variable["value"] = str(LOCAL_LATENCY_FLOOR_MS)
+    configuration["EnvironmentVariables"] = json.dumps(variables, separators=(",", ":"))
+    return notes
 
 
 #: Types recorded as not emulated, with a note read from their resolved properties.

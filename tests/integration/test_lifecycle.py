@@ -40,8 +40,9 @@ def test_the_demo_runs_the_whole_lifecycle_for_both_use_cases(demo):
     assert demo["code"] == 0, demo["stderr"][-3000:] + demo["stdout"][-3000:]
     out = demo["stdout"]
     for use_case in USE_CASES:
-        assert f"{use_case}: promote: staging, quality gate" in out
-        assert re.search(rf"{use_case} version 1 -> prod: Succeeded", out), out
+        assert f"{use_case}: promote through the registry's promotion pipeline" in out
+        assert re.search(rf"{use_case} version 1 -> prod: Succeeded \([0-9.]+ s\), promotion pipeline execution ",
+                         out), out
     assert out.count("quality-gate    Succeeded") == 2
     assert out.count("deploy-prod     Succeeded") == 2
     assert out.count("retraining Succeeded") == 2

@@ -310,6 +310,21 @@ def test_a_promotion_pipeline_is_created_as_codepipeline_stores_it_and_its_appro
     assert project["source"]["type"] == "CODEPIPELINE"
 
 
+def test_a_promotion_gates_latency_budget_is_raised_locally_to_the_shared_machines_floor():
+    from modelwerk.local.deployer import _raise_gate_budget_to_local_floor
+
+    action = {"name": "Gate", "actionTypeId": {"category": "Build", "provider": "CodeBuild"}, "configuration": {
+        "EnvironmentVariables": json.dumps([{"name": "ENDPOINT", "value": "pump-health"},
+                                            {"name": "BUDGET_MS", "value": "500"}])}}
+    notes = _raise_gate_budget_to_local_floor(action)
+    assert notes == ["Gate: latency budget 500 ms raised to 2000 ms locally"]
+    assert json.loads(action["configuration"]["EnvironmentVariables"]) == [
+        {"name": "ENDPOINT", "value": "pump-health"}, {"name": "BUDGET_MS", "value": "2000"}]
+    lenient = {**action, "configuration": {"EnvironmentVariables": json.dumps([{"name": "BUDGET_MS",
+                                                                               "value": "3000"}])}}
+    assert _raise_gate_budget_to_local_floor(lenient) == []
+
+
 def test_model_latency_alarms_fire_locally_only_above_the_shared_machines_floor():
     from modelwerk.local.deployer import _raise_to_local_latency_floor
 
