@@ -9,13 +9,16 @@ STAMP := $(VENV)/.installed
 LAYER_VENV := .venv-layer
 LAYER_STAMP := $(LAYER_VENV)/.installed
 LAYER_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12 2>/dev/null) $(PYTHON))
+# checkov, which pins an old boto3, in a virtual environment of its own (scripts/checkov.sh runs it).
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 # Spark in local mode binds to loopback, never to the machine's interfaces.
 export SPARK_LOCAL_IP := 127.0.0.1
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: install demo test test-fast synth lint benchmarks clean
+.PHONY: install demo test test-fast guardrails synth lint benchmarks clean
 
 # Installed in steps, each pinned: one unconstrained resolve of the whole set can backtrack into source builds.
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt frameworks.txt pyproject.toml package.json package-lock.json
@@ -34,15 +37,27 @@ $(LAYER_STAMP): tests/lambda_layer/requirements.txt
 	$(LAYER_VENV)/bin/python -m pip --disable-pip-version-check -q install -r tests/lambda_layer/requirements.txt
 	touch $(LAYER_STAMP)
 
-install: $(STAMP) $(LAYER_STAMP)
+$(CHECKOV_STAMP): requirements-checkov.txt
+	rm -rf $(CHECKOV_VENV)
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip --disable-pip-version-check -q install -r requirements-checkov.txt
+	touch $(CHECKOV_STAMP)
+
+install: $(STAMP) $(LAYER_STAMP) $(CHECKOV_STAMP)
 
 demo: install
 	$(VENV)/bin/modelwerk local down >/dev/null 2>&1 || true
 	bash scripts/demo.sh
 
+# The guardrails (cdk-nag, the Control Tower proactive controls, checkov) run inside the suite, over its one synth
+# (tests/infra/test_compliance.py); any unacknowledged finding fails it.
 test: install
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -n 2 --dist loadgroup -q
+	$(PY) -m pytest -n 3 --dist loadgroup -q
+
+# The guardrails alone: one synth, then checkov over it.
+guardrails: install
+	$(PY) -m pytest -q -p no:cacheprovider tests/infra/test_compliance.py -k "guardrails or unacknowledged or acknowledgment"
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
@@ -60,4 +75,4 @@ benchmarks: install
 
 clean:
 	-$(VENV)/bin/modelwerk local down
-	rm -rf cdk.out .modelwerk .pytest_cache .hypothesis $(LAYER_VENV)
+	rm -rf cdk.out .modelwerk .pytest_cache .hypothesis $(LAYER_VENV) $(CHECKOV_VENV)

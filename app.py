@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """CDK entry point: one Stage per environment declared in cdk.json, and one more per workload environment with
-endpoints (``<env>-endpoints``, deployed apart), with tags and cdk-nag over the whole app.
+endpoints (``<env>-endpoints``, deployed apart), with tags, and cdk-nag and the Control Tower proactive controls
+over the whole app (``cdk_constructs.nag``).
 
 The configuration is read once here and passed down; constructs never read context. Synthesis needs no
 credentials, network or Docker: accounts, regions and availability zones all come from cdk.json.
@@ -12,10 +13,10 @@ import json
 import os
 from pathlib import Path
 
-from aws_cdk import App, Validations
-from cdk_nag import AwsSolutionsChecks
+from aws_cdk import App
 
 from cdk_constructs.ids import pascal
+from cdk_constructs.nag import add_guardrails
 from modelwerk import settings
 from stacks.stages import EndpointsStage, RegistryStage, WorkloadStage, endpoints_stage_id, tag_stage
 
@@ -42,7 +43,7 @@ def build_app(root: Path | str = ROOT, *, outdir: str | None = None) -> App:
                                          environment=environment))
         for stage in stages:
             tag_stage(stage, config, environment)
-    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    add_guardrails(app)
     return app
 
 

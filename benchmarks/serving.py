@@ -13,8 +13,11 @@ Method
     the work folder. Every server serves the same joblib file and gets the same row:
 
     - the container's ``/invocations``, capture on (to a bucket of an embedded AWS) and off;
-    - the SageMaker Runtime route of local mode, ``/endpoints/<name>/invocations`` through the local gateway to the
-      container (capture on; the gateway publishes its invocation metrics to the embedded AWS, as in local mode);
+    - the SageMaker Runtime route of local mode exactly as ``deploy`` starts it: the model's ``model.tar.gz`` in the
+      embedded S3, ``CreateModel``/``CreateEndpointConfig`` (DataCaptureConfig, 100 %)/``CreateEndpoint`` against the
+      embedded AWS, which starts the serving fleet and its SageMaker Runtime (capture through its disk spool,
+      invocation metrics to the embedded CloudWatch); ``wrk`` sends ``/endpoints/<name>/invocations`` to the runtime;
+      the runtime and the fleet are moved to core 0 once started;
     - KServe's model server (a ``kserve.Model`` as KServe's own sklearnserver, V1 ``:predict`` with the row as JSON,
       which is all V1 takes; gRPC, the per-request latency log line and the access log off);
     - multi-model-server with the sagemaker-inference toolkit's default handler service, configuration and log
@@ -43,6 +46,14 @@ Method
     python benchmarks/serving.py                  # 3 x 10 s per server and model, 1,000 + 50 multi-model loads
     python benchmarks/serving.py --quick          # 1 x 2 s, 100 + 10: a smoke run
     python benchmarks/serving.py --targets container,kserve --profile
+    python benchmarks/serving.py --targets crash  # the fault run alone
+
+Fault run (``crash``)
+    The deployed route (as above) under ``CRASH_CLIENTS`` threads of boto3 ``sagemaker-runtime`` clients with
+    ``Config(retries={"mode": "standard"})`` (3 attempts), each invoking one 1-row CSV after another for
+    ``CRASH_SECONDS``; at ``CRASH_KILL_AT`` the fleet's serving worker gets SIGKILL. It reports the requests that
+    failed after the client's retries (aim: 0), the outage (the longest time no request completed, around the kill),
+    and the 2xx answers missing from the capture in S3 once the runtime stopped gracefully (aim: 0).
 """
 
 from __future__ import annotations
@@ -95,13 +106,18 @@ TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
 TARGETS = {  # name: label in the table
     "container": "modelwerk container, capture on",
     "container-nocapture": "modelwerk container, capture off",
-    "runtime": "runtime route -> container (capture on)",
+    "runtime": "runtime route as deployed (capture, metrics)",
     "kserve": "KServe model server (V1, JSON)",
     "mms": "multi-model-server + sagemaker-inference",
     "mlflow": "MLflow scoring server",
     "floor": "uvicorn constant (floor)",
+    "crash": "fault run: a serving worker killed under load",
 }
 MODELS = ("logistic", "xgboost")
+#: The fault run: load from boto3 clients with standard retries, one serving worker killed part-way.
+CRASH_CLIENTS = 4
+CRASH_SECONDS = 60.0
+CRASH_KILL_AT = 20.0
 AIM_CONTAINER_OVER_KSERVE = 2.0
 AIM_P99_MS = 5.0
 AIM_COLD_LOAD_MS = 20.0
@@ -538,6 +554,7 @@ class Context:
     peers: dict[str, Path] = field(default_factory=dict)
     profile: bool = False
     captured: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # endpoint: (records, objects, served)
+    crash: dict[str, Any] = field(default_factory=dict)
     mms_models: Path | None = None
     load_before: str = field(default_factory=lambda: load_average())
 
@@ -633,40 +650,179 @@ def run_container(ctx: Context, model: Model, *, capture: bool) -> Result:
     return Result(target, model.name, load)
 
 
+@dataclass
+class Deployed:
+    endpoint: str
+    runtime_url: str
+    runtime_pid: int
+    fleet_pid: int
+
+
+def aws_client(ctx: Context, service: str) -> Any:
+    import boto3
+
+    return boto3.client(service, endpoint_url=ctx.aws_url, region_name=REGION, aws_access_key_id="benchmark",
+                        aws_secret_access_key="benchmark")
+
+
+def deploy_endpoint(ctx: Context, model: Model, endpoint: str) -> Deployed:
+    """The endpoint as ``deploy`` makes it: artifact in S3, model, config with data capture, endpoint; the embedded
+    AWS starts the fleet and the SageMaker Runtime. Both are moved to the server core."""
+    import io
+    import tarfile
+
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        for path in sorted(model.folder.iterdir()):
+            tar.add(path, arcname=path.name)
+    s3, sagemaker = aws_client(ctx, "s3"), aws_client(ctx, "sagemaker")
+    s3.put_object(Bucket=BUCKET, Key=f"models/{endpoint}/model.tar.gz", Body=archive.getvalue())
+    sagemaker.create_model(ModelName=endpoint, ExecutionRoleArn="arn:aws:iam::123456789012:role/endpoint",
+                           PrimaryContainer={"Image": "modelwerk-serving:latest",
+                                             "ModelDataUrl": f"s3://{BUCKET}/models/{endpoint}/model.tar.gz"})
+    sagemaker.create_endpoint_config(
+        EndpointConfigName=endpoint,
+        DataCaptureConfig={"EnableCapture": True, "InitialSamplingPercentage": 100,
+                           "DestinationS3Uri": f"s3://{BUCKET}/capture",
+                           "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}]},
+        ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": endpoint, "InstanceType": "ml.m5.large",
+                             "InitialInstanceCount": 1}])
+    sagemaker.create_endpoint(EndpointName=endpoint, EndpointConfigName=endpoint)
+    sagemaker.get_waiter("endpoint_in_service").wait(EndpointName=endpoint, WaiterConfig={"Delay": 1,
+                                                                                          "MaxAttempts": 120})
+    request = urllib.request.Request(f"{ctx.aws_url}/modelwerk-api/sagemaker/runtime", data=b"{}", method="POST")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        runtime_url = json.loads(response.read())["url"]
+    record = json.loads(next((ctx.work / "aws-state" / "endpoints").glob(f"*/{REGION}/{endpoint}.json")).read_text())
+    fleet_pid = int(record["variants"][0]["pid"])
+    runtime_pid = int(next(line.split()[0] for line in subprocess.run(
+        ["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout.splitlines()
+        if "modelwerk.local.runtime" in line and ctx.aws_url in line))
+    for pid in (runtime_pid, *group_pids(fleet_pid)):
+        subprocess.run(["taskset", "-a", "-cp", str(SERVER_CORE), str(pid)], capture_output=True)
+    return Deployed(endpoint, runtime_url, runtime_pid, fleet_pid)
+
+
+def group_pids(pgid: int) -> list[int]:
+    return [int(p.name) for p in _group(pgid)]
+
+
 def run_runtime(ctx: Context, model: Model) -> Result:
-    if not GATEWAY.is_file():
-        return Result("runtime", model.name, note=f"not available: {GATEWAY.relative_to(ROOT)} is not in this checkout")
     endpoint = f"bench-rt-{model.name}-{int(time.time())}"
-    container = container_service(ctx, f"runtime-container-{model.name}",
-                                  {"MODELWERK_MODEL_DIR": str(model.folder), **capture_env(ctx, endpoint)})
-    endpoints = ctx.work / "endpoints"
-    shutil.rmtree(endpoints, ignore_errors=True)
-    endpoints.mkdir(parents=True)
-    (endpoints / f"{endpoint}.json").write_text(json.dumps({
-        "endpoint": endpoint, "mode": "SingleModel",
-        "variants": [{"name": "AllTraffic", "url": f"http://127.0.0.1:{container.port}", "weight": 1.0}],
-    }))
-    port = free_port()
-    metrics = (ROOT / "modelwerk" / "local" / "endpoint_metrics.py").is_file()
-    gateway = Service(
-        name=f"runtime-gateway-{model.name}",
-        command=[str(ctx.python), "-m", "modelwerk.local.runtime", "--port", str(port), "--endpoints-dir",
-                 str(endpoints), *([] if metrics else ["--no-metrics"])],
-        port=port, env={"PYTHONPATH": str(ROOT), "AWS_ENDPOINT_URL": ctx.aws_url}, cwd=ROOT, ping="/ping",
-    )
+    deployed = deploy_endpoint(ctx, model, endpoint)
+    port = int(deployed.runtime_url.rsplit(":", 1)[1])
     request = Request(f"/endpoints/{endpoint}/invocations", csv_body(ctx.row),
                       {"Content-Type": "text/csv", "Accept": "text/csv"})
-    with running(container, ctx.logs) as serving, running(gateway, ctx.logs) as front:
-        load = measure(ctx, [serving, front], port, request, expected_prediction(ctx, model))
-        if ctx.profile and model.name == "logistic":
-            profile(ctx, front, port, request, "the runtime gateway in front of the container, logistic")
-    records, objects = count_capture(ctx, endpoint)
-    ctx.captured[endpoint] = (records, objects, load.requests)
-    notes = [f"captured {records} records in {objects} objects" if records >= load.requests
-             else f"capture lost records: {records} for {load.requests} requests"]
-    if not metrics:
-        notes.append("gateway without invocation metrics (modelwerk/local/endpoint_metrics.py missing)")
-    return Result("runtime", model.name, load, "; ".join(notes))
+    logs = ctx.work / "aws-state" / "local"
+    front = Running(Service(name="runtime", command=[], port=port), _Pid(deployed.runtime_pid), logs)
+    fleet = Running(Service(name=f"runtime-fleet-{model.name}", command=[], port=0), _Pid(deployed.fleet_pid), logs)
+    load = measure(ctx, [fleet, front], port, request, expected_prediction(ctx, model))
+    if ctx.profile and model.name == "logistic":
+        profile(ctx, front, port, request, "the SageMaker Runtime route as deployed, logistic")
+    aws_client(ctx, "sagemaker").delete_endpoint(EndpointName=endpoint)
+    served = load.requests  # the check and the warm-up are captured too: the records are at least this many
+    records, objects = wait_for_capture(ctx, endpoint, served)
+    ctx.captured[endpoint] = (records, objects, served)
+    note = (f"captured {records} records in {objects} objects" if records >= served
+            else f"capture lost records: {records} for {served} requests")
+    return Result("runtime", model.name, load, note)
+
+
+@dataclass
+class _Pid:
+    pid: int
+
+
+def wait_for_capture(ctx: Context, endpoint: str, at_least: int, seconds: float = 30.0) -> tuple[int, int]:
+    """The capture of ``endpoint`` once it holds ``at_least`` records (the runtime writes its spool every second)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        records, objects = count_capture(ctx, endpoint)
+        if records >= at_least or time.monotonic() > deadline:
+            return records, objects
+        time.sleep(1.0)
+
+
+def captured_event_ids(ctx: Context, endpoint: str) -> list[str]:
+    s3 = aws_client(ctx, "s3")
+    ids = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"capture/{endpoint}/"):
+        for item in page.get("Contents", []):
+            for line in s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read().splitlines():
+                if line.strip():
+                    ids.append(json.loads(line)["eventMetadata"]["eventId"])
+    return ids
+
+
+def run_crash(ctx: Context, model: Model) -> Result:
+    """The fault run (see the module docstring): lost requests after retry, outage, uncaptured 2xx."""
+    import threading
+
+    import boto3
+    from botocore.config import Config
+
+    endpoint = f"bench-crash-{model.name}-{int(time.time())}"
+    deployed = deploy_endpoint(ctx, model, endpoint)
+    body = csv_body(ctx.row)
+    config = Config(retries={"mode": "standard"}, read_timeout=70)
+    answered: list[tuple[float, str]] = []  # (completion time, the call's invocation id)
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def client_loop() -> None:
+        runtime = boto3.client("sagemaker-runtime", endpoint_url=deployed.runtime_url, region_name=REGION,
+                               aws_access_key_id="benchmark", aws_secret_access_key="benchmark", config=config)
+        ids: list[str] = []
+        runtime.meta.events.register("before-send.*.*", lambda request, **_: ids.append(
+            request.headers.get("amz-sdk-invocation-id", b"").decode() if isinstance(
+                request.headers.get("amz-sdk-invocation-id"), bytes) else request.headers.get(
+                "amz-sdk-invocation-id", "")))
+        while not stop.is_set():
+            try:
+                runtime.invoke_endpoint(EndpointName=endpoint, Body=body, ContentType="text/csv")["Body"].read()
+                answered.append((time.monotonic(), ids[-1]))
+            except Exception as exc:  # noqa: BLE001 - counted: a request lost after the client's retries
+                failures.append(f"{type(exc).__name__}: {exc}"[:200])
+
+    threads = [threading.Thread(target=client_loop) for _ in range(CRASH_CLIENTS)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    time.sleep(CRASH_KILL_AT)
+    workers = [pid for pid in group_pids(deployed.fleet_pid)  # uvicorn's workers, not the resource tracker
+               if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    killed_at = time.monotonic()
+    for pid in workers[:1]:
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(max(0.0, CRASH_SECONDS - (time.monotonic() - started)))
+    stop.set()
+    for thread in threads:
+        thread.join(120)
+    times = sorted(t for t, _ in answered)
+    around = [t for t in times if killed_at - 5 <= t <= killed_at + 30]
+    outage = max((b - a for a, b in zip(around, around[1:])), default=float("nan"))
+    aws_client(ctx, "sagemaker").delete_endpoint(EndpointName=endpoint)
+    stop_runtime(ctx)  # a graceful stop flushes the capture spool
+    captured = set(captured_event_ids(ctx, endpoint))
+    uncaptured = sum(1 for _, event in answered if event not in captured)
+    note = (f"{len(answered)} answered, {len(failures)} lost after retry, outage {outage:.2f} s after killing worker "
+            f"{workers[:1]}, {uncaptured} 2xx not captured ({len(captured)} records); client: {CRASH_CLIENTS} threads "
+            f"of boto3 sagemaker-runtime, retries standard (3 attempts)")
+    if failures:
+        note += f"; first failure: {failures[0]}"
+    ctx.crash = {"answered": len(answered), "lost": len(failures), "outage_s": outage, "uncaptured": uncaptured}
+    return Result("crash", model.name, None, note)
+
+
+def stop_runtime(ctx: Context) -> None:
+    """Restart the embedded AWS's SageMaker Runtime gracefully (SIGTERM: it writes its capture spool first)."""
+    for line in subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout.splitlines():
+        if "modelwerk.local.runtime" in line and ctx.aws_url in line:
+            pid = int(line.split()[0])
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+                time.sleep(0.2)
 
 
 def run_kserve(ctx: Context, model: Model) -> Result:
@@ -1003,6 +1159,27 @@ def ratios(a: Result | None, b: Result | None) -> tuple[str, str]:
             f"{b.load.cpu_us_per_request / a.load.cpu_us_per_request:.2f}x" if a.load.cpu_seconds > 0 else "n/a")
 
 
+def spool_cost_us(ctx: Context, records: int = 20_000) -> float:
+    """The runtime's capture cost per request: :meth:`CaptureSpool.record` of one 1-row request, timed in-process
+    (its uploads go nowhere: the spool is closed without writing)."""
+    from modelwerk.local.runtime import CaptureSpool, Fleet, _capture_of
+
+    folder = Path(tempfile.mkdtemp(dir=ctx.work))
+    try:
+        spool = CaptureSpool(folder, flush_seconds=3600)
+        fleet = Fleet(name="AllTraffic", url="http://127.0.0.1:1", weight=1.0, capture=_capture_of(
+            {"DestinationS3Uri": f"s3://{BUCKET}/capture"}, "cost", "AllTraffic", None, None))
+        body, output = csv_body(ctx.row), b"1\n"
+        started = time.perf_counter()
+        for _ in range(records):
+            spool.record(fleet, body, "text/csv", output, "text/csv", None, None)
+        elapsed = time.perf_counter() - started
+        spool._stop.set()
+        return elapsed / records * 1e6
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def report(ctx: Context, results: list[Result], mme: list[MmeResult]) -> list[str]:
     """Print the table, the ratios and the aims; returns the aims missed."""
     print(f"\nserving: each server alone on core {SERVER_CORE}; wrk -t1 -c{ctx.connections} on core {CLIENT_CORE}; "
@@ -1031,6 +1208,9 @@ def report(ctx: Context, results: list[Result], mme: list[MmeResult]) -> list[st
     for title, left, right in rows:
         cells = [ratios(find(left, m), find(right, m) if right else floor) for m in MODELS]
         print(f"{title:<26}" + "".join(f"{rate:>17}{cpu:>11}" for rate, cpu in cells))
+    if find("runtime", "logistic") or ctx.crash:
+        print(f"capture at the runtime route: {spool_cost_us(ctx):.1f} us per request (the capture line appended to "
+              "the disk spool before the answer; writing it to S3 happens off the request path)")
     for m in MODELS:
         on, off = find("container", m), find("container-nocapture", m)
         if on and off and on.load and off.load:
@@ -1078,6 +1258,11 @@ def report(ctx: Context, results: list[Result], mme: list[MmeResult]) -> list[st
             runtime.load.rate >= kserve.load.rate)
     else:
         aim(f"runtime route >= KServe ({runtime.note if runtime else 'not measured'})", None)
+    if ctx.crash:
+        aim(f"a worker killed under load: lost requests after retry = 0: {ctx.crash['lost']} of "
+            f"{ctx.crash['answered'] + ctx.crash['lost']} (outage {ctx.crash['outage_s']:.2f} s)",
+            ctx.crash["lost"] == 0)
+        aim(f"a worker killed under load: uncaptured 2xx = 0: {ctx.crash['uncaptured']}", ctx.crash["uncaptured"] == 0)
     cold = [m for m in mme if m.label.startswith("modelwerk")]
     for m in cold:
         aim(f"cold load <= {AIM_COLD_LOAD_MS:g} ms ({m.label}): p50 {percentile(m.cold_ms, 50):.2f} ms",
@@ -1090,8 +1275,10 @@ def report(ctx: Context, results: list[Result], mme: list[MmeResult]) -> list[st
 
 def start_embedded_aws(ctx: Context) -> subprocess.Popen:
     port = free_port()
+    shutil.rmtree(ctx.work / "aws-state", ignore_errors=True)
     log = (ctx.logs / "embedded-aws.log").open("wb")
-    process = subprocess.Popen([str(ctx.python), "-m", "modelwerk.local.server", "--port", str(port)],
+    process = subprocess.Popen([str(ctx.python), "-m", "modelwerk.local.server", "--port", str(port), "--region",
+                                REGION, "--state-dir", str(ctx.work / "aws-state")],
                                env={**base_env(), "PYTHONPATH": str(ROOT)}, cwd=ROOT, stdout=log,
                                stderr=subprocess.STDOUT, start_new_session=True)
     ctx.aws_url = f"http://127.0.0.1:{port}"
@@ -1182,7 +1369,7 @@ def run(args: argparse.Namespace) -> int:
           + ", ".join(f"{m.name} ({(m.folder / MODEL_FILE).stat().st_size / 1024:.0f} KiB)" for m in models.values()),
           flush=True)
 
-    aws = start_embedded_aws(ctx) if args.targets & {"container", "runtime"} else None
+    aws = start_embedded_aws(ctx) if args.targets & {"container", "runtime", "crash"} else None
     results: list[Result] = []
     mme: list[MmeResult] = []
     try:
@@ -1193,6 +1380,7 @@ def run(args: argparse.Namespace) -> int:
                 ("container", name, lambda m=model: run_container(ctx, m, capture=True)),
                 ("container-nocapture", name, lambda m=model: run_container(ctx, m, capture=False)),
                 ("runtime", name, lambda m=model: run_runtime(ctx, m)),
+                *([("crash", name, lambda m=model: run_crash(ctx, m))] if name == args.models[0] else []),
                 ("kserve", name, lambda m=model: run_kserve(ctx, m)),
                 ("mms", name, lambda m=model: run_mms(ctx, m)),
                 ("mlflow", name, lambda m=model: run_mlflow(ctx, m)),

@@ -13,12 +13,21 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from cdk_constructs.nag import acknowledge
+from cdk_constructs.nag import acknowledge, acknowledge_checkov, acknowledge_control
 
 #: Server access logs are kept this long (audit trail of who read the data).
 ACCESS_LOG_RETENTION_DAYS = 365
 #: Incomplete multipart uploads are cleaned up after this many days in every bucket.
 MULTIPART_CLEANUP_DAYS = 7
+LOG_BUCKET_UNLOGGED = ("This is the server access log bucket; logging it into itself would loop, and a second log "
+                       "bucket would only move the question.")
+NO_OBJECT_LOCK = ("Object Lock would refuse the expirations and deletions the platform relies on (lifecycle expiry, "
+                  "noncurrent versions, data removed with its stack where the environment says so), and it cannot be "
+                  "turned on for a deployed named bucket without replacing it; versioning keeps overwritten and "
+                  "deleted objects recoverable, and the bucket policy and key decide who may delete.")
+NO_EVENT_CONSUMER = ("Nothing reacts to object events in this bucket: its writers are the platform's own jobs and "
+                     "services, whose completion is reported by their own state-change events; the access log "
+                     "bucket records every request.")
 
 
 def access_log_bucket(scope: Construct, construct_id: str, *, bucket_name: str, destroy_on_removal: bool) -> s3.Bucket:
@@ -43,12 +52,15 @@ def access_log_bucket(scope: Construct, construct_id: str, *, bucket_name: str, 
             )
         ],
     )
-    acknowledge(
-        bucket,
-        "AwsSolutions-S1",
-        "This is the server access log bucket; logging it into itself would loop, and a second log bucket "
-        "would only move the question.",
-    )
+    acknowledge(bucket, "AwsSolutions-S1", LOG_BUCKET_UNLOGGED)
+    acknowledge_control(bucket, "s3_bucket_logging_enabled_check", LOG_BUCKET_UNLOGGED)
+    acknowledge_checkov(bucket, "CKV_AWS_18", LOG_BUCKET_UNLOGGED, resource_type="AWS::S3::Bucket")
+    acknowledge_control(bucket, "s3_bucket_default_encryption_kms_check",
+                        "S3 server access log delivery writes only to a target bucket encrypted with S3-managed keys "
+                        "(SSE-S3); SSE-KMS is not supported there.")
+    acknowledge_control(bucket, "s3_event_notifications_enabled_check", NO_EVENT_CONSUMER.replace(
+        "the access log bucket records every request.", "only S3's log delivery writes here."))
+    acknowledge_control(bucket, "s3_bucket_object_lock_enabled_check", NO_OBJECT_LOCK)
     return bucket
 
 
@@ -98,4 +110,7 @@ def secure_bucket(
         cfn_bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
             event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(event_bridge_enabled=True)
         )
+    else:
+        acknowledge_control(bucket, "s3_event_notifications_enabled_check", NO_EVENT_CONSUMER)
+    acknowledge_control(bucket, "s3_bucket_object_lock_enabled_check", NO_OBJECT_LOCK)
     return bucket

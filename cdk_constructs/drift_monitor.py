@@ -27,18 +27,19 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from cdk_constructs.bundling import Copy, LocalBundle
-from cdk_constructs.encryption import allow_eventbridge_dead_letters, allow_log_group_encryption
+from cdk_constructs.encryption import (allow_eventbridge_dead_letters, allow_log_group_encryption,
+                                      limit_grants_to_aws_services)
 from cdk_constructs.ids import pascal
 from cdk_constructs.lambda_layers import PYTHON_RUNTIME, data_layers
-from cdk_constructs.nag import acknowledge
-from cdk_constructs.permissions import S3_READ, S3_WRITE, allow, allow_objects
+from cdk_constructs.nag import acknowledge, acknowledge_function
+from cdk_constructs.permissions import (LAMBDA_NETWORK_INTERFACES, S3_READ, S3_WRITE, allow, allow_network_interfaces,
+                                        allow_objects)
+from cdk_constructs.queues import DEAD_LETTER_QUEUE
 from modelwerk import naming
 
 HANDLER = "handler.handler"
 DEAD_LETTER_RETENTION = Duration.days(14)
 DESCRIBE_ACTIONS = ("sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig", "sagemaker:DescribeModel")
-UNSCOPED_REASON = ("ENI management for a function in a VPC (ec2:*NetworkInterface*) supports no resource-level "
-                   "permissions.")
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class DriftMonitorProps:
     group_names: tuple[str, ...] = field(default_factory=tuple)
     memory_size: int = 3008
     timeout_minutes: int = 10
-    log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
+    log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR
     destroy_on_removal: bool = False
 
 
@@ -80,6 +81,7 @@ class DriftMonitor(Construct):
         self.key = kms.Key(self, "Key", alias=f"alias/{props.project}/{props.env_name}/monitoring",
                            description="Drift monitor: logs, dead letters, on-call topic", enable_key_rotation=True,
                            removal_policy=removal)
+        limit_grants_to_aws_services(self.key)
         allow_log_group_encryption(self.key)
         allow_eventbridge_dead_letters(self.key)
         self.log_group = logs.LogGroup(self, "LogGroup", log_group_name=f"/aws/lambda/{name}", encryption_key=self.key,
@@ -123,6 +125,8 @@ class DriftMonitor(Construct):
         acknowledge(self.function, "AwsSolutions-L1",
                     "Pinned to python3.12: the AWS SDK for pandas and Powertools layers it runs on are published for "
                     "it; the runtime moves together with those layers (cdk_constructs/lambda_layers.py).")
+        acknowledge_function(self.function, in_vpc=True,
+                             bounded_by="It runs once per monitored endpoint and window, on a schedule.")
         self.schedules: dict[str, events.Rule] = {}
         for endpoint, (schedule, window_minutes) in sorted(props.endpoints.items()):
             self.schedules[endpoint] = events.Rule(
@@ -146,14 +150,13 @@ class DriftMonitor(Construct):
 
     def _queue(self, construct_id: str) -> sqs.Queue:
         return sqs.Queue(self, construct_id, encryption=sqs.QueueEncryption.KMS, encryption_master_key=self.key,
-                         enforce_ssl=True, retention_period=DEAD_LETTER_RETENTION)
+                         enforce_ssl=True, retention_period=DEAD_LETTER_RETENTION,
+                         redrive_allow_policy=DEAD_LETTER_QUEUE)
 
     def _permissions(self, props: DriftMonitorProps) -> None:
         role, stack = self.role, Stack.of(self)
         allow(role, actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[self.log_group.log_group_arn])
-        allow(role, actions=["ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces",
-                             "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses",
-                             "ec2:UnassignPrivateIpAddresses"], resources=["*"], wildcard_reason=UNSCOPED_REASON)
+        allow_network_interfaces(role, actions=LAMBDA_NETWORK_INTERFACES, describe=["ec2:DescribeNetworkInterfaces"])
         serving = s3.Bucket.from_bucket_name(self, "ServingBucket", props.serving_bucket_name)
         endpoints = sorted(props.endpoints)
         allow_objects(role, serving, prefixes=[f"{naming.capture_prefix()}/{e}/" for e in endpoints]

@@ -16,7 +16,7 @@ def platform_key(scope: Construct, construct_id: str, *, alias: str, description
                  destroy_on_removal: bool) -> kms.Key:
     """A rotating key kept when its stack is deleted, or deleted with it (after the shortest pending window) where
     the environment destroys on removal."""
-    return kms.Key(
+    key = kms.Key(
         scope,
         construct_id,
         alias=alias,
@@ -24,6 +24,23 @@ def platform_key(scope: Construct, construct_id: str, *, alias: str, description
         enable_key_rotation=True,
         removal_policy=RemovalPolicy.DESTROY if destroy_on_removal else RemovalPolicy.RETAIN,
         pending_window=DESTROYED_KEY_PENDING_WINDOW if destroy_on_removal else None,
+    )
+    limit_grants_to_aws_services(key)
+    return key
+
+
+def limit_grants_to_aws_services(key: kms.Key) -> None:
+    """Grants on the key are created only by or for AWS services (SageMaker volumes, Lambda, Logs), never handed
+    from one principal to another (Control Tower CT.KMS.PR.3): a Deny whatever the identity policies allow."""
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="DenyGrantsNotForAWSServices",
+            effect=iam.Effect.DENY,
+            actions=["kms:CreateGrant"],
+            principals=[iam.AnyPrincipal()],
+            resources=["*"],
+            conditions={"BoolIfExists": {"kms:GrantIsForAWSResource": "false", "aws:PrincipalIsAWSService": "false"}},
+        )
     )
 
 

@@ -25,18 +25,25 @@ from constructs import Construct
 
 from cdk_constructs.bundling import Copy, LocalBundle
 from cdk_constructs.lambda_layers import PYTHON_RUNTIME, data_layers
-from cdk_constructs.nag import acknowledge
-from cdk_constructs.permissions import S3_READ, S3_WRITE, allow, allow_key, allow_list, allow_objects
+from cdk_constructs.nag import acknowledge, acknowledge_function
+from cdk_constructs.permissions import (
+    LAMBDA_NETWORK_INTERFACES,
+    S3_READ,
+    S3_WRITE,
+    allow,
+    allow_key,
+    allow_list,
+    allow_network_interfaces,
+    allow_objects,
+)
+from cdk_constructs.queues import DEAD_LETTER_QUEUE
 from modelwerk import naming
 
 HANDLER = "handler.handler"
 #: Dead letters are kept for the maximum SQS allows, so a failure found after a holiday can still be replayed.
 DEAD_LETTER_RETENTION = Duration.days(14)
-#: Elastic network interfaces and X-Ray segments cannot be scoped to a resource.
-UNSCOPED_REASON = (
-    "ENI management for a function in a VPC (ec2:*NetworkInterface*) and X-Ray trace upload "
-    "(xray:PutTraceSegments/PutTelemetryRecords) support no resource-level permissions."
-)
+#: The X-Ray statement that active tracing adds to the role cannot be scoped to a resource.
+TRACING_REASON = "X-Ray trace upload (xray:PutTraceSegments/PutTelemetryRecords, for active tracing) takes no resource."
 
 
 @dataclass(frozen=True)
@@ -52,7 +59,7 @@ class IngestionFunctionProps:
     memory_size: MiB (default 2048: pandas and pyarrow on files of tens of MB).
     timeout_minutes: per invocation (default 5).
     retry_attempts: retries of a failed event, by the rule and by the async invocation (default 2).
-    log_retention: function log retention (default one month).
+    log_retention: function log retention (default one year, as Control Tower CT.CLOUDWATCH.PR.2 asks).
     destroy_on_removal: delete the log group and secret with the stack (default False).
     """
 
@@ -65,7 +72,7 @@ class IngestionFunctionProps:
     memory_size: int = 2048
     timeout_minutes: int = 5
     retry_attempts: int = 2
-    log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
+    log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR
     destroy_on_removal: bool = False
 
 
@@ -174,6 +181,8 @@ class IngestionFunction(Construct):
             "Pinned to python3.12: the AWS SDK for pandas and Powertools layers it runs on are published for it; "
             "the runtime moves together with those layers (cdk_constructs/lambda_layers.py).",
         )
+        acknowledge_function(self.function, in_vpc=True,
+                             bounded_by="It runs once per file landed, and a file's ingestion is idempotent.")
 
         self.rule = events.Rule(
             self,
@@ -204,6 +213,7 @@ class IngestionFunction(Construct):
             encryption_master_key=key,
             enforce_ssl=True,
             retention_period=DEAD_LETTER_RETENTION,
+            redrive_allow_policy=DEAD_LETTER_QUEUE,
         )
 
     def _permissions(
@@ -217,18 +227,8 @@ class IngestionFunction(Construct):
     ) -> None:
         role = self.role
         allow(role, actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[self.log_group.log_group_arn])
-        allow(
-            role,
-            actions=[
-                "ec2:CreateNetworkInterface",
-                "ec2:DescribeNetworkInterfaces",
-                "ec2:DeleteNetworkInterface",
-                "ec2:AssignPrivateIpAddresses",
-                "ec2:UnassignPrivateIpAddresses",
-            ],
-            resources=["*"],
-            wildcard_reason=UNSCOPED_REASON,
-        )
+        allow_network_interfaces(role, actions=LAMBDA_NETWORK_INTERFACES, describe=["ec2:DescribeNetworkInterfaces"])
+        acknowledge(role, "AwsSolutions-IAM5[Resource::*]", TRACING_REASON)
         allow_objects(
             role,
             landing,

@@ -18,6 +18,7 @@ from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from cdk_constructs.nag import acknowledge_control
 from modelwerk import naming
 from modelwerk.settings import QUALITY_ALARMS
 
@@ -74,6 +75,10 @@ class MonitoringAlarms(Construct):
             evaluation_periods=1, treat_missing_data=_TREATMENTS[props.no_data])
         if props.no_data == "breaching":
             self.no_data.add_alarm_action(notify)
+        else:
+            acknowledge_control(self.no_data, "cloudwatch_alarm_action_check",
+                                "This use case treats a monitor window without requests as normal (its no_data "
+                                "setting is not 'breaching'): the alarm records the state and pages nobody.")
         self.quality: dict[str, cloudwatch.Alarm] = {}
         for setting, value in sorted(props.quality.items()):
             name = QUALITY_ALARMS[setting]
@@ -92,4 +97,8 @@ class MonitoringAlarms(Construct):
             alarm_description=f"{endpoint}: data drift or model quality; on-call is told and the model retrains",
             alarm_rule=rule)
         self.composite.add_alarm_action(notify)
+        for alarm in (self.drift, *self.quality.values()):
+            acknowledge_control(alarm, "cloudwatch_alarm_action_check",
+                                "An input of the composite 'needs retraining' alarm, which carries the actions "
+                                "(on-call topic, retraining): one notification per incident, not one per input.")
         self.composite.add_ok_action(notify)

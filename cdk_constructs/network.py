@@ -10,7 +10,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from cdk_constructs.encryption import allow_log_group_encryption
+from cdk_constructs.encryption import allow_log_group_encryption, limit_grants_to_aws_services
 
 #: Interface endpoints the workloads need (SageMaker, STS, KMS, CloudWatch, ECR, Glue, Secrets Manager, SSM,
 #: CodeArtifact).
@@ -71,6 +71,7 @@ class PrivateNetwork(Construct):
             enable_key_rotation=True,
             removal_policy=removal,
         )
+        limit_grants_to_aws_services(self.flow_log_key)
         allow_log_group_encryption(self.flow_log_key)
         self.flow_log_group = logs.LogGroup(
             self,

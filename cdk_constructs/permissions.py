@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -24,6 +25,17 @@ KMS_DECRYPT = ("kms:Decrypt", "kms:DescribeKey")
 KMS_ENCRYPT_DECRYPT = ("kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey")
 #: A service (Lambda, CodeBuild) writing its own streams into a log group it is given.
 LOG_WRITE = ("logs:CreateLogStream", "logs:PutLogEvents")
+#: Lambda attaching a function to the VPC with the function's role: it creates, deletes and readdresses the function's
+#: network interfaces.
+LAMBDA_NETWORK_INTERFACES = ("ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface",
+                             "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses")
+#: SageMaker attaching jobs and endpoints to the VPC with their execution role: it creates the network interfaces and
+#: lets its own account use them.
+SAGEMAKER_NETWORK_INTERFACES = ("ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission",
+                                "ec2:DeleteNetworkInterface", "ec2:DeleteNetworkInterfacePermission")
+#: What SageMaker reads about the VPC before it attaches a job or an endpoint (Describe* takes no resource).
+SAGEMAKER_VPC_DESCRIBE = ("ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs", "ec2:DescribeDhcpOptions",
+                          "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups")
 GLUE_READ = (
     "glue:GetDatabase",
     "glue:GetDatabases",
@@ -78,3 +90,16 @@ def allow_list(role: iam.IRole, *buckets: s3.IBucket, versions: bool = False) ->
 def allow_key(role: iam.IRole, key: kms.IKey, *, encrypt: bool) -> None:
     """Use of the data key for SSE-KMS objects: decrypt to read, generate data keys to write."""
     allow(role, actions=KMS_ENCRYPT_DECRYPT if encrypt else KMS_DECRYPT, resources=[key.key_arn])
+
+
+def allow_network_interfaces(role: iam.IRole, *, actions: Sequence[str], describe: Sequence[str]) -> None:
+    """A service attaching what runs with ``role`` to the VPC: ``actions`` on this account's and region's network
+    interfaces, subnets and security groups (the only resources they take), ``describe`` on ``*``."""
+    stack = Stack.of(role)
+    allow(role, actions=actions,
+          resources=[stack.format_arn(service="ec2", resource=kind, resource_name="*")
+                     for kind in ("network-interface", "subnet", "security-group")],
+          wildcard_reason="The service names the network interfaces it creates; the statement holds them, and the "
+                          "subnets and security groups they are created in, to this account and region.")
+    allow(role, actions=describe, resources=["*"],
+          wildcard_reason="EC2's Describe actions take no resource: they work only on all resources.")

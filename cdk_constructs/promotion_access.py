@@ -34,10 +34,13 @@ STACK_ACTIONS = ("cloudformation:CreateStack", "cloudformation:UpdateStack", "cl
                  "cloudformation:UntagResource")
 ENDPOINT_ACTIONS = ("sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:DescribeEndpoint",
                     "sagemaker:DeleteEndpoint", "sagemaker:UpdateEndpointWeightsAndCapacities")
+#: The endpoint actions that name an endpoint configuration: IAM authorizes them on the configuration too.
+CONFIGURING_ACTIONS = ("sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint")
 GENERATED_NAMES_REASON = ("CloudFormation names an endpoint's models and configurations at deployment (the endpoint "
                           "stack replaces both with every version), so only the type can be named.")
-SCALING_REASON = ("Application Auto Scaling names scalable targets and policies itself and its Describe calls take "
-                  "no resource; the service namespace and dimension conditions hold it to SageMaker variants.")
+SCALING_REASON = ("Application Auto Scaling names a scalable target (scalable-target/<id>) itself; the statement "
+                  "holds it to this account and region, the conditions to SageMaker variants' instance counts.")
+SCALING_DESCRIBE_REASON = "Application Auto Scaling's Describe calls take no resource."
 SCALING_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 
 
@@ -155,6 +158,7 @@ class PromotionAccess(Construct):
                              "sagemaker:DeleteEndpointConfig"], resources=[configs],
               wildcard_reason=GENERATED_NAMES_REASON)
         allow(role, actions=ENDPOINT_ACTIONS, resources=endpoints)
+        allow(role, actions=CONFIGURING_ACTIONS, resources=[configs], wildcard_reason=GENERATED_NAMES_REASON)
         allow(role, actions=["sagemaker:AddTags", "sagemaker:DeleteTags", "sagemaker:ListTags"],
               resources=[models, configs, *endpoints], wildcard_reason=GENERATED_NAMES_REASON)
         allow(role, actions=["sagemaker:DescribeModelPackage"],
@@ -179,12 +183,13 @@ class PromotionAccess(Construct):
                              "application-autoscaling:DeregisterScalableTarget",
                              "application-autoscaling:PutScalingPolicy",
                              "application-autoscaling:DeleteScalingPolicy"],
-              resources=["*"], conditions=scaling, wildcard_reason=SCALING_REASON)
+              resources=[self._arn("application-autoscaling", "scalable-target/", "*")], conditions=scaling,
+              wildcard_reason=SCALING_REASON)
         allow(role, actions=["application-autoscaling:DescribeScalableTargets",
                              "application-autoscaling:DescribeScalingPolicies",
-                             "application-autoscaling:DescribeScalingActivities", "cloudwatch:DescribeAlarms"],
-              resources=["*"], wildcard_reason=SCALING_REASON)
-        allow(role, actions=["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms"],
+                             "application-autoscaling:DescribeScalingActivities"],
+              resources=["*"], wildcard_reason=SCALING_DESCRIBE_REASON)
+        allow(role, actions=["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms"],
               resources=sorted(self._arn("cloudwatch", "alarm:", f"TargetTracking-endpoint/{name}/*")
                                for name in props.endpoint_names),
               wildcard_reason="Target tracking names its alarms TargetTracking-<resource id>-<suffix> itself.")

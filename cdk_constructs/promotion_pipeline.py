@@ -53,8 +53,9 @@ from constructs import Construct
 
 from cdk_constructs.bundling import Copy, LocalBundle
 from cdk_constructs.lambda_layers import PYTHON_RUNTIME, powertools_arn
-from cdk_constructs.nag import acknowledge
+from cdk_constructs.nag import acknowledge, acknowledge_checkov, acknowledge_function
 from cdk_constructs.permissions import KMS_ENCRYPT_DECRYPT, LOG_WRITE, S3_READ, allow, allow_objects
+from cdk_constructs.queues import DEAD_LETTER_QUEUE
 from modelwerk import naming
 
 STATE_CHANGE = "SageMaker Model Package State Change"
@@ -309,7 +310,8 @@ class PromotionPipeline(Construct):
         function_name = naming.promotion_source_function_name(project, use_case)
         self.dead_letter_queue = sqs.Queue(self, "DeadLetterQueue", encryption=sqs.QueueEncryption.KMS,
                                            encryption_master_key=key, enforce_ssl=True,
-                                           retention_period=DEAD_LETTER_RETENTION, removal_policy=removal)
+                                           retention_period=DEAD_LETTER_RETENTION, removal_policy=removal,
+                                           redrive_allow_policy=DEAD_LETTER_QUEUE)
         acknowledge(self.dead_letter_queue, "AwsSolutions-SQS3",
                     "This queue is itself the dead-letter queue of the approval rule and the source function.")
         self.source_role = iam.Role(self, "SourceRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
@@ -369,6 +371,8 @@ class PromotionPipeline(Construct):
         acknowledge(function, "AwsSolutions-L1",
                     "Pinned to python3.12: the Powertools layer it runs on is published for it; the runtime moves "
                     "together with that layer (cdk_constructs/lambda_layers.py).")
+        acknowledge_function(function, in_vpc=False,
+                             bounded_by="It runs once per approval or promotion of one use case.")
         return function, log_group
 
     def _deploy(self, target: PromotionTarget, package: codepipeline.Artifact,
@@ -431,6 +435,10 @@ class PromotionPipeline(Construct):
             role=self.record_role.without_policy_updates(),
             environment={"MODEL_PACKAGE_GROUP": props.group_name})
         self.record_function.node.add_dependency(self.record_role)
+        acknowledge_checkov(self.record_function, "CKV_AWS_116",
+                            "CodePipeline invokes it as an action and waits for the result it reports; a failed "
+                            "invocation fails the action, where it is seen and retried, so no event is left to keep.",
+                            resource_type="AWS::Lambda::Function")
         role = self.record_role
         allow(role, actions=LOG_WRITE, resources=[self.record_log_group.log_group_arn],
               wildcard_reason="Lambda writes one log stream per execution environment into the function's log group.")

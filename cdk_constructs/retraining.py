@@ -17,8 +17,9 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from cdk_constructs.nag import acknowledge
+from cdk_constructs.nag import acknowledge, acknowledge_checkov
 from cdk_constructs.permissions import allow
+from cdk_constructs.queues import DEAD_LETTER_QUEUE, SQS_MANAGED_REASON
 
 DEAD_LETTER_RETENTION = Duration.days(14)
 #: How long EventBridge retries a delivery (SageMaker throttles, the pipeline is being updated, the bus is busy).
@@ -29,7 +30,8 @@ MAXIMUM_RETRY_ATTEMPTS = 8
 def dead_letter_queue(scope: Construct, rule: str) -> sqs.Queue:
     """The dead-letter queue (``DeadLetterQueue``) of ``rule``'s target: events it could not deliver wait there."""
     queue = sqs.Queue(scope, "DeadLetterQueue", encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
-                      retention_period=DEAD_LETTER_RETENTION)
+                      retention_period=DEAD_LETTER_RETENTION, redrive_allow_policy=DEAD_LETTER_QUEUE)
+    acknowledge_checkov(queue, "CKV_AWS_27", SQS_MANAGED_REASON)
     acknowledge(queue, "AwsSolutions-SQS3", f"This queue is the dead-letter queue of the {rule} rule's target.")
     return queue
 

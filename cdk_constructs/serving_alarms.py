@@ -14,6 +14,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
 
+from cdk_constructs.nag import acknowledge_control
 from modelwerk import naming
 
 NAMESPACE = "AWS/SageMaker"
@@ -76,3 +77,8 @@ class EndpointAlarms(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         self.alarm_names = [naming.endpoint_alarm_name(props.endpoint_name, kind) for kind in ("5xx", "latency")]
+        for alarm in (self.errors, self.latency):
+            acknowledge_control(alarm, "cloudwatch_alarm_action_check",
+                                "A blue/green deployment's rollback alarm: SageMaker reads its state "
+                                "(AutoRollbackConfiguration) and rolls back, which is the action; the monitoring "
+                                "alarms page on-call.")

@@ -23,7 +23,7 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from cdk_constructs.encryption import allow_log_group_encryption, platform_key
-from cdk_constructs.nag import acknowledge
+from cdk_constructs.nag import acknowledge, acknowledge_checkov, acknowledge_control, acknowledge_function
 from cdk_constructs.permissions import LOG_WRITE, S3_READ, allow, allow_objects
 from cdk_constructs.serving_context import DOCKERFILE, TAG_PREFIX
 from modelwerk import naming
@@ -137,9 +137,10 @@ class ServingImage(Construct):
             timeout=props.build_timeout,
         )
         self.project.node.add_dependency(self.build_role)
-        acknowledge(self.project, "AwsSolutions-CB3",
-                    "The project runs docker build and docker push, which need the Docker daemon that privileged "
-                    "mode provides; it builds only the serving image from the platform's own build context.")
+        privileged = ("The project runs docker build and docker push, which need the Docker daemon that privileged "
+                      "mode provides; it builds only the serving image from the platform's own build context.")
+        acknowledge(self.project, "AwsSolutions-CB3", privileged)
+        acknowledge_control(self.project, "codebuild_project_environment_privileged_check", privileged)
 
         self.start_build: cr.AwsCustomResource | None = None
         if props.start_build:
@@ -196,6 +197,13 @@ class ServingImage(Construct):
             timeout=Duration.minutes(2),
         )
         start.node.add_dependency(self.project)
+        # AwsCustomResource runs one function per stack, created beside the stack's other constructs.
+        provider = Stack.of(self).node.find_child("AWS" + cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace("-", ""))
+        acknowledge_function(provider, in_vpc=False, environment=False,
+                             bounded_by="CloudFormation invokes it once per change of the tag.")
+        acknowledge_checkov(provider, "CKV_AWS_116",
+                            "CloudFormation invokes it and waits for its answer; a failure fails the deployment, "
+                            "so no event is left to keep.", resource_type="AWS::Lambda::Function")
         return start
 
 

@@ -17,8 +17,10 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from cdk_constructs.permissions import KMS_DECRYPT, S3_READ, S3_WRITE, allow, allow_key, allow_objects
-from cdk_constructs.training_pipeline import IMAGE_PULL, VPC_ACTIONS
+from cdk_constructs.permissions import (KMS_DECRYPT, S3_READ, S3_WRITE, SAGEMAKER_NETWORK_INTERFACES,
+                                        SAGEMAKER_VPC_DESCRIBE, allow, allow_key, allow_network_interfaces,
+                                        allow_objects)
+from cdk_constructs.training_pipeline import IMAGE_PULL
 from modelwerk import naming
 
 #: Where SageMaker writes an endpoint's container logs, and the namespace of its instance metrics.
@@ -89,6 +91,4 @@ class EndpointExecutionRole(Construct):
               conditions={"StringLike": {"cloudwatch:namespace": METRIC_NAMESPACES}},
               wildcard_reason="cloudwatch:PutMetricData has no resource to scope to; the condition admits only "
                               "SageMaker's own namespaces.")
-        allow(role, actions=VPC_ACTIONS, resources=["*"],
-              wildcard_reason="SageMaker creates and removes the endpoints' network interfaces in the VPC; these "
-                              "EC2 actions are described by AWS as not scoped to resources for this use.")
+        allow_network_interfaces(role, actions=SAGEMAKER_NETWORK_INTERFACES, describe=SAGEMAKER_VPC_DESCRIBE)

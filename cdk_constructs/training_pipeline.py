@@ -23,9 +23,11 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from cdk_constructs.nag import acknowledge
+from cdk_constructs.nag import acknowledge, acknowledge_checkov
 from cdk_constructs.package_mirror import PackageMirror
-from cdk_constructs.permissions import S3_READ, allow, allow_objects
+from cdk_constructs.permissions import (SAGEMAKER_NETWORK_INTERFACES, SAGEMAKER_VPC_DESCRIBE, S3_READ, allow,
+                                        allow_network_interfaces, allow_objects)
+from cdk_constructs.queues import DEAD_LETTER_QUEUE, SQS_MANAGED_REASON
 from modelwerk import naming
 from modelwerk.core.layout import curated_prefix, snapshot_prefix
 
@@ -33,10 +35,6 @@ from modelwerk.core.layout import curated_prefix, snapshot_prefix
 ASSET_BUCKET, CODE_KEY, CONTRACT_KEY = "AssetBucket", "CodeKey", "ContractKey"
 SUBNET, SECURITY_GROUP = "Subnet", "SecurityGroup"
 PACKAGE_REPOSITORY = "PackageRepository"
-#: What SageMaker needs to attach a job to the VPC (these EC2 actions take no resource-level scoping that helps).
-VPC_ACTIONS = ("ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface",
-               "ec2:DeleteNetworkInterfacePermission", "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs",
-               "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups")
 JOB_ACTIONS = ("sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob",
                "sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
                "sagemaker:AddTags")
@@ -227,9 +225,7 @@ class TrainingPipeline(Construct):
         allow(role, actions=IMAGE_PULL, resources=list(repositories))
         allow(role, actions=["ecr:GetAuthorizationToken"], resources=["*"],
               wildcard_reason="ecr:GetAuthorizationToken has no resource to scope to.")
-        allow(role, actions=VPC_ACTIONS, resources=["*"],
-              wildcard_reason="SageMaker creates and removes the jobs' network interfaces in the VPC; these EC2 "
-                              "actions are described by AWS as not scoped to resources for this use.")
+        allow_network_interfaces(role, actions=SAGEMAKER_NETWORK_INTERFACES, describe=SAGEMAKER_VPC_DESCRIBE)
 
     def _retraining_schedule(self, expression: str) -> None:
         self.dead_letter_queue = sqs.Queue(
@@ -238,7 +234,9 @@ class TrainingPipeline(Construct):
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
             retention_period=DEAD_LETTER_RETENTION,
+            redrive_allow_policy=DEAD_LETTER_QUEUE,
         )
+        acknowledge_checkov(self.dead_letter_queue, "CKV_AWS_27", SQS_MANAGED_REASON)
         acknowledge(self.dead_letter_queue, "AwsSolutions-SQS3",
                     "This queue is the dead-letter queue of the retraining schedule's target; it needs no DLQ.")
         starter = iam.Role(self, "ScheduleRole", assumed_by=iam.ServicePrincipal("events.amazonaws.com"),

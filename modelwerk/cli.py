@@ -68,8 +68,10 @@ def _local_up(args: argparse.Namespace, out: _Output) -> None:
 def _local_down(args: argparse.Namespace, out: _Output) -> None:
     from modelwerk import local
 
-    stopped = local.down()
-    out.result({"stopped": stopped}, lambda p: "local mode stopped" if stopped else "local mode was not running")
+    stopped = local.down(discard=args.discard)
+    kept = "its state is discarded" if args.discard else "its state is kept for the next 'modelwerk local up'"
+    out.result({"stopped": stopped, **({"discarded": True} if args.discard else {})},
+               lambda p: f"local mode {'stopped' if stopped else 'was not running'}; {kept}")
 
 
 def _local_status(args: argparse.Namespace, out: _Output) -> None:
@@ -79,7 +81,7 @@ def _local_status(args: argparse.Namespace, out: _Output) -> None:
 
     def human(p: dict[str, Any]) -> str:
         if not p["running"]:
-            return "local mode is not running (start it with 'modelwerk local up')"
+            return str(local.not_running())
         lines = [("endpoint_url", p["endpoint_url"]), ("region", p["region"])]
         lines += [(f"stack {name}", ", ".join(f"{n} {via}" for via, n in counts.items()))
                   for name, counts in p.get("stacks", {}).items()]
@@ -96,7 +98,7 @@ def _local_env(args: argparse.Namespace, out: _Output) -> None:
 
     state = local.read_state()
     if state is None:
-        raise LocalModeError("local mode is not running: start it with 'modelwerk local up'")
+        raise local.not_running()
     variables = local.environment_variables(state, args.env or os.environ.get("MODELWERK_ENV") or "dev")
     out.result(variables, lambda p: "\n".join(f"export {k}={shlex.quote(v)}" for k, v in p.items()))
 
@@ -127,13 +129,18 @@ def _data_generate(args: argparse.Namespace, out: _Output) -> None:
     out.result(result, lambda p: f"wrote {p['rows']} rows of {p['use_case']} to {p['out']}")
 
 
-def _data_ingest(args: argparse.Namespace, out: _Output) -> None:
+#: Exit status of ``data ingest`` when a file was rejected whole (its report is still printed).
+EXIT_FILE_REJECTED = 3
+
+
+def _data_ingest(args: argparse.Namespace, out: _Output) -> int:
     from modelwerk import data
 
     with out.progress("ingesting") as progress:
         result = data.ingest(args.use_case, args.files, env=args.env, progress=progress)
     payload = {k: result[k] for k in ("rows_in", "rows_accepted", "rows_quarantined", "files_quarantined", "reasons")}
     payload["files"] = result["files"]
+    payload["rejected"] = result["rejected"]
 
     def human(p: dict[str, Any]) -> str:
         lines = [(k, p[k]) for k in ("rows_in", "rows_accepted", "rows_quarantined", "files_quarantined")]
@@ -141,6 +148,11 @@ def _data_ingest(args: argparse.Namespace, out: _Output) -> None:
         return _table(lines)
 
     out.result(payload, human)
+    # A script must tell a file rejected whole from success: a non-zero exit, and a sentence per file on stderr.
+    for rejected in result["rejected"]:
+        print(f"modelwerk: {rejected['file']} was rejected whole ({rejected['reason']}); the quarantine keeps it at "
+              f"{rejected['quarantined_to']}", file=sys.stderr)
+    return EXIT_FILE_REJECTED if result["rejected"] else 0
 
 
 def _data_prepare(args: argparse.Namespace, out: _Output) -> None:
@@ -398,7 +410,11 @@ def _parser() -> argparse.ArgumentParser:
     up = local.add_parser("up", parents=[common], help="start the embedded AWS and deploy the dev stage into it")
     up.add_argument("--port", type=int, default=None)
     up.set_defaults(run=_local_up)
-    local.add_parser("down", parents=[common], help="stop it and discard its state").set_defaults(run=_local_down)
+    kept = ("stop it and every process it started; its state (lake, catalog, registry, endpoints, captures) is kept "
+            "for the next 'local up'")
+    down = local.add_parser("down", parents=[common], help=kept, description=kept)
+    down.add_argument("--discard", action="store_true", help="forget the state too: the next 'local up' starts empty")
+    down.set_defaults(run=_local_down)
     local.add_parser("status", parents=[common], help="is it running, what is deployed").set_defaults(run=_local_status)
     env_verb = local.add_parser("env", parents=[common],
                                 help="the exports that point a shell's AWS clients (the AWS CLI, boto3) at one account")
@@ -421,7 +437,10 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--bad-rows", type=float, default=0.0)
     generate.add_argument("--out", required=True)
     generate.set_defaults(run=_data_generate)
-    ingest = data.add_parser("ingest", parents=[common], help="land files and check them against the contract")
+    ingest = data.add_parser("ingest", parents=[common], help="land files and check them against the contract",
+                             description="Land files and check them against the contract. Exits 3 when a file is "
+                                         "rejected whole (the report is still printed; stderr says where the "
+                                         "quarantine keeps the file).")
     ingest.add_argument("--use-case", required=True)
     ingest.add_argument("files", nargs="+", metavar="FILE")
     ingest.set_defaults(run=_data_ingest)
@@ -588,19 +607,41 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _point_at_local_mode()
         code = args.run(args, out)
-    except ModelwerkError as error:
-        print(f"modelwerk: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("modelwerk: interrupted", file=sys.stderr)
-        return 130
-    except Exception as error:  # the promise: one sentence, never a traceback
+    except Exception as error:
+        stopped = _local_mode_stopped(error) if args.verb != "local" else None
+        if stopped is not None:
+            print(f"modelwerk: {stopped}", file=sys.stderr)
+            return 2
+        if isinstance(error, ModelwerkError):
+            print(f"modelwerk: {error}", file=sys.stderr)
+            return 2
         if os.environ.get("MODELWERK_DEBUG"):
             raise
         print(f"modelwerk: unexpected {type(error).__name__}: {error}; rerun with MODELWERK_DEBUG=1 for details",
               file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("modelwerk: interrupted", file=sys.stderr)
+        return 130
     return code or 0
+
+
+def _local_mode_stopped(error: BaseException) -> str | None:
+    """The "local mode is not running" message when an AWS client failed for want of it (no credentials or region:
+    nothing else is configured; its profiles' endpoint refusing connections) in a checkout whose local mode was used
+    and is not running now. None for any other error."""
+    from botocore.exceptions import EndpointConnectionError, NoCredentialsError, NoRegionError, ProfileNotFound
+
+    causes, seen = [], error
+    while seen is not None and len(causes) < 10:
+        causes.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    wanting = (NoCredentialsError, NoRegionError, EndpointConnectionError, ProfileNotFound, ConnectionRefusedError)
+    if not any(isinstance(cause, wanting) for cause in causes):
+        return None
+    from modelwerk import local
+
+    return str(local.not_running()) if local.gone() else None
 
 
 if __name__ == "__main__":

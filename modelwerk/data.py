@@ -56,8 +56,13 @@ def generate(use_case: str, *, rows: int, out: str | Path, seed: int = 0, drift:
 
 
 # -- ingest -----------------------------------------------------------------------------------------------------------
+#: Ledger statuses of an ingestion that is over (a claimed entry is one under way).
+_LEDGER_DONE = ("ingested", "quarantined")
+
+
 def _read_ledger(platform: Platform, use_case: str, key: str, content_sha256: str) -> dict[str, Any] | None:
-    """The ingestion function's ledger entry for this object key and content, if it wrote one."""
+    """The ingestion function's ledger entry for this object key and content, if it wrote one (a finished record,
+    or the claim of an ingestion under way)."""
     s3 = platform.session().client("s3")
     try:
         return json.loads(s3.get_object(Bucket=platform.bucket("raw"),
@@ -66,14 +71,39 @@ def _read_ledger(platform: Platform, use_case: str, key: str, content_sha256: st
         return None
 
 
-def _wait_for_ledger(platform: Platform, use_case: str, key: str, content_sha256: str, timeout: float) -> dict[str, Any]:
-    """The ingestion function's ledger entry for this upload, once it wrote one."""
+def _claim_expired(entry: dict[str, Any]) -> bool:
+    """An entry claimed by an ingestion that stopped before it finished (its claim ran out)."""
+    until = entry.get("claimed_until")
+    return entry.get("status") not in _LEDGER_DONE and bool(until) and \
+        datetime.fromisoformat(until) <= datetime.now(timezone.utc)
+
+
+def _wait_for_ledger(platform: Platform, use_case: str, key: str, content_sha256: str, timeout: float,
+                     stale_claim: str | None = None) -> dict[str, Any]:
+    """The ingestion function's finished ledger record for this upload; ``stale_claim`` names an expired claim seen
+    before the upload, which the function is about to take over (it ends no wait)."""
+    where = f"s3://{platform.bucket('landing')}/{key}"
+
+    def over(e: dict[str, Any] | None) -> bool:
+        if e is None:
+            return False
+        return e.get("status") in _LEDGER_DONE or (_claim_expired(e) and e.get("claimed_by") != stale_claim)
+
     try:
-        return poll(lambda: _read_ledger(platform, use_case, key, content_sha256), lambda entry: entry is not None,
-                    timeout=timeout, cap=2.0, what=f"the ingestion of s3://{platform.bucket('landing')}/{key}")
+        entry = poll(lambda: _read_ledger(platform, use_case, key, content_sha256), over,
+                     timeout=timeout, cap=2.0, what=f"the ingestion of {where}")
     except TimeoutError:
-        raise TimeoutError(f"the ingestion of s3://{platform.bucket('landing')}/{key} did not finish within "
-                           f"{timeout:.0f} s; check the ingestion Lambda's logs and its dead-letter queue") from None
+        raise TimeoutError(f"the ingestion of {where} did not finish within {timeout:.0f} s; check the ingestion "
+                           f"Lambda's logs and its dead-letter queue") from None
+    if entry.get("status") not in _LEDGER_DONE:
+        raise ExecutionFailedError(f"the ingestion of {where} stopped before it finished (its claim ran out at "
+                                   f"{entry.get('claimed_until')}); check the ingestion Lambda's logs and its "
+                                   f"dead-letter queue, then ingest the file again")
+    return entry
+
+
+def _already_ingested(path: Path) -> dict[str, Any]:
+    return {"file": str(path), "status": "already_ingested", **{name: 0 for name in INGEST_COUNTS}}
 
 
 def ingest(use_case: str, files: Iterable[str | Path], *, env: str | None = None, timeout: float = 900,
@@ -81,7 +111,10 @@ def ingest(use_case: str, files: Iterable[str | Path], *, env: str | None = None
     """Land ``files`` for ``use_case`` and return the ingestion counts (rows in = accepted + quarantined).
 
     Each file is uploaded to the landing zone; the ingestion Lambda, started by the upload's EventBridge event,
-    checks it against the use case's contract and writes a ledger entry, which this waits for.
+    checks it against the use case's contract and writes a ledger entry, which this waits for. A file whose content
+    was ingested under the same name before, or is being ingested by another upload at the same time, counts
+    nothing and is ``already_ingested``. ``rejected`` lists the files rejected whole: their reason and where the
+    quarantine keeps them.
 
     Example
     -------
@@ -98,26 +131,38 @@ def ingest(use_case: str, files: Iterable[str | Path], *, env: str | None = None
     s3 = platform.session().client("s3")
     landing = platform.bucket("landing")
     totals: dict[str, Any] = {name: 0 for name in INGEST_COUNTS}
-    totals.update(reasons={}, files=[])
+    totals.update(reasons={}, files=[], rejected=[])
     for path in paths:
         data = path.read_bytes()
         key = f"{use_case}/{path.name}"
         if progress:
             progress(f"ingesting {path.name}")
         digest = hashlib.sha256(data).hexdigest()
-        if _read_ledger(platform, use_case, key, digest) is not None:
-            # The function ingests an object key and content once: the ledger holds that first ingestion's counts.
-            totals["files"].append({"file": str(path), "status": "already_ingested",
-                                    **{name: 0 for name in INGEST_COUNTS}})
+        entry = _read_ledger(platform, use_case, key, digest)
+        if entry is not None and not _claim_expired(entry):
+            # The function ingests an object key and content once: the ledger holds that ingestion's counts (or
+            # the claim of one under way, whose counts its own upload reports).
+            totals["files"].append(_already_ingested(path))
             continue
-        s3.put_object(Bucket=landing, Key=key, Body=data)
-        record = _wait_for_ledger(platform, use_case, key, digest, timeout)
+        uploaded = s3.put_object(Bucket=landing, Key=key, Body=data).get("VersionId")
+        record = _wait_for_ledger(platform, use_case, key, digest, timeout,
+                                  stale_claim=entry.get("claimed_by") if entry else None)
+        if uploaded and record.get("version_id") and record["version_id"] != uploaded:
+            # another upload of the same content, at the same time, was the one ingested: it reports the counts
+            totals["files"].append(_already_ingested(path))
+            continue
         for name in INGEST_COUNTS:
             totals[name] += int(record.get(name, 0))
         for reason, count in record.get("reasons", {}).items():
             totals["reasons"][reason] = totals["reasons"].get(reason, 0) + int(count)
-        totals["files"].append({"file": str(path), "status": record.get("status"),
-                                **{name: record.get(name, 0) for name in INGEST_COUNTS}})
+        entry = {"file": str(path), "status": record.get("status"),
+                 **{name: record.get(name, 0) for name in INGEST_COUNTS}}
+        if record.get("file_rejection"):
+            kept = [k for k in record.get("quarantine_keys", []) if not k.endswith("/reason.json")]
+            where = f"s3://{platform.bucket('quarantine')}/{kept[0]}" if kept else None
+            entry.update(file_rejection=record["file_rejection"], quarantined_to=where)
+            totals["rejected"].append({"file": str(path), "reason": record["file_rejection"], "quarantined_to": where})
+        totals["files"].append(entry)
     return totals
 
 

@@ -40,7 +40,12 @@ def handler(event: S3EventBridgeNotificationEvent, context: LambdaContext) -> di
     landed = event.detail.object
     bucket = event.detail.bucket.name
     logger.append_keys(source_key=f"s3://{bucket}/{landed.key}")
-    record = landing.ingest_object(bucket, landed.key, version_id=landed.get("version-id"))
+    # The event id names the claim on the file's ledger entry (a retry of this event takes it over); the claim lasts
+    # as long as this invocation may run.
+    remaining = getattr(context, "get_remaining_time_in_millis", lambda: landing.DEFAULT_RUN_SECONDS * 1000)()
+    record = landing.ingest_object(
+        bucket, landed.key, version_id=landed.get("version-id"), claim_id=event.get_id, run_seconds=remaining / 1000
+    )
     if record["status"] in (landing.STATUS_INGESTED, landing.STATUS_QUARANTINED):
         metrics.add_dimension(name="UseCase", value=record["use_case"] or "unknown")
         for field, metric in METRICS.items():

@@ -5,11 +5,16 @@ Manager around them, in the layout of decision record 0001:
 
 1. read the object (the version the event names) and hash it;
 2. load the use case's contract from SSM (cached for a few minutes); an unknown use case quarantines the file;
-3. look the object up in the ingestion ledger: if it is there, it was ingested already and nothing is written;
+3. claim the object's ledger entry (a conditional put that only one invocation wins): if the entry is a finished
+   record, or a live claim of another invocation (a second upload of the same content at the same time), the file
+   is ``already_ingested`` and nothing is written. A claim expires when the invocation that took it can no longer be
+   running (its remaining time plus a margin), so a function that dies after claiming blocks the file only until
+   then; a retry of the same event (same event id) takes its own claim over at once;
 4. check the file; write the accepted rows as one Parquet object per ``dt``, the quarantined rows as JSON Lines and
    a rejected file as a copy with ``reason.json`` beside it;
-5. write the ledger record last, so an invocation that fails half-way is simply done again by the retry (every key
-   is derived from the content, so repeating a write overwrites the same object).
+5. write the ledger record last, over the claim, so an invocation that fails half-way is simply done again by the
+   retry (every key is derived from the content, so repeating a write overwrites the same object). An invocation
+   that fails with an error gives its claim back first.
 
 Configuration comes from the environment the construct sets, read once at first use (not at import).
 """
@@ -21,6 +26,7 @@ import hashlib
 import json
 import os
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -43,10 +49,19 @@ STATUS_INGESTED = "ingested"  # rows accepted and/or quarantined
 STATUS_QUARANTINED = "quarantined"  # the whole file was rejected
 STATUS_ALREADY_INGESTED = "already_ingested"
 STATUS_SKIPPED = "skipped"  # a folder placeholder (key ending in '/') or an object deleted before it was read
+STATUS_CLAIMED = "claimed"  # a ledger entry while an invocation works on the file: ``claimed_by``, ``claimed_until``
+
+#: How long an invocation may run when its caller does not say (Lambda's longest timeout), and how much longer its
+#: claim holds (clocks of two invocations differ a little).
+DEFAULT_RUN_SECONDS = 900.0
+CLAIM_MARGIN_SECONDS = 60.0
 
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 _GONE = _NOT_FOUND | {"NoSuchVersion"}
 _PARAMETER_UNAVAILABLE = {"ParameterNotFound", "AccessDeniedException"}
+# A conditional put lost: the entry exists (If-None-Match) or changed (If-Match), or another conditional put of the
+# same key was under way.
+_CONDITION_FAILED = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 
 
 @dataclass(frozen=True)
@@ -134,13 +149,22 @@ def pseudonymization_key() -> bytes:
 
 
 def ingest_object(
-    bucket: str, key: str, *, version_id: str | None = None, now: dt.datetime | None = None
+    bucket: str,
+    key: str,
+    *,
+    version_id: str | None = None,
+    now: dt.datetime | None = None,
+    claim_id: str | None = None,
+    run_seconds: float = DEFAULT_RUN_SECONDS,
 ) -> dict[str, Any]:
     """Ingest the landing object ``s3://bucket/key`` and return its ledger record.
 
     The record is the file's report (``rows_in``, ``rows_accepted``, ``rows_quarantined``, ``files_quarantined``,
     ``reasons``, ``dropped_columns``, ``file_rejection``) plus ``status``, ``use_case``, ``source_key``,
     ``version_id``, ``sha256``, ``raw_keys``, ``quarantine_keys``, ``ingested_at`` and ``ledger_key``.
+    ``claim_id`` names this attempt in the ledger claim (the event id: a retry of the same event takes its claim
+    over); ``run_seconds`` is how long this invocation may still run (the claim expires a margin after that).
+    A file another invocation has ingested or is ingesting answers ``already_ingested`` with that entry.
     """
     source_key = f"s3://{bucket}/{key}"
     use_case = layout.use_case_of(key)
@@ -179,28 +203,40 @@ def ingest_object(
         }
 
     ledger_key = layout.ledger_key(use_case, key, sha256)
-    previous = _read_json(settings().raw_bucket, ledger_key)
-    if previous is not None:
-        logger.info("already ingested", extra={"source_key": source_key, "ledger_key": ledger_key})
-        return {**previous, "status": STATUS_ALREADY_INGESTED}
-
-    result = ingest_file(
-        data,
-        file_name,
-        contract,
-        pseudonymization_key=pseudonymization_key(),
-        source_key=source_key,
-        ingested_at=moment,
-    )
-    record = {
-        **result.report(),
+    claim = {
         **base,
-        "status": STATUS_QUARANTINED if result.file_rejection else STATUS_INGESTED,
-        **_write(result, use_case, file_name, data, sha256, base, moment),
-        "ingested_at": moment.isoformat(),
+        "status": STATUS_CLAIMED,
+        "claimed_by": claim_id or str(uuid.uuid4()),
+        "claimed_until": (moment + dt.timedelta(seconds=run_seconds + CLAIM_MARGIN_SECONDS)).isoformat(),
         "ledger_key": ledger_key,
     }
-    _put(settings().raw_bucket, ledger_key, _json(record), "application/json")
+    previous = _claim(ledger_key, claim, moment)
+    if previous is not None:
+        logger.info("already ingested", extra={"source_key": source_key, "ledger_key": ledger_key,
+                                               "ledger_status": previous.get("status")})
+        return {**previous, "status": STATUS_ALREADY_INGESTED}
+
+    try:
+        result = ingest_file(
+            data,
+            file_name,
+            contract,
+            pseudonymization_key=pseudonymization_key(),
+            source_key=source_key,
+            ingested_at=moment,
+        )
+        record = {
+            **result.report(),
+            **base,
+            "status": STATUS_QUARANTINED if result.file_rejection else STATUS_INGESTED,
+            **_write(result, use_case, file_name, data, sha256, base, moment),
+            "ingested_at": moment.isoformat(),
+            "ledger_key": ledger_key,
+        }
+        _put(settings().raw_bucket, ledger_key, _json(record), "application/json")
+    except Exception:
+        _release(ledger_key, claim)
+        raise
     logger.info("ingested", extra={k: record[k] for k in ("source_key", "status", "rows_in", "reasons")})
     return record
 
@@ -256,14 +292,62 @@ def _report(*, rows_in: int, reason: str) -> dict[str, Any]:
     }
 
 
-def _read_json(bucket: str, key: str) -> dict[str, Any] | None:
+def _claim(ledger_key: str, claim: dict[str, Any], moment: dt.datetime) -> dict[str, Any] | None:
+    """Take the ledger entry for this invocation: None when taken, else the entry that makes the file ingested
+    already (a finished record, or another invocation's claim that has not expired).
+
+    The entry is created only if absent (``If-None-Match: *``); a claim that expired, or that this event took before
+    (a retry), is replaced only if unchanged since read (``If-Match``), so of two invocations one wins.
+    """
+    bucket, body = settings().raw_bucket, _json(claim)
+    for _ in range(5):
+        if _put_if(bucket, ledger_key, body, IfNoneMatch="*"):
+            return None
+        entry, etag = _read_entry(bucket, ledger_key)
+        if entry is None:
+            continue  # a claim given back in between: try again
+        if entry.get("status") != STATUS_CLAIMED:
+            return entry
+        expired = dt.datetime.fromisoformat(entry["claimed_until"]) <= moment
+        if not expired and entry.get("claimed_by") != claim["claimed_by"]:
+            return entry
+        if _put_if(bucket, ledger_key, body, IfMatch=etag):
+            return None
+    raise RuntimeError(f"could not claim s3://{bucket}/{ledger_key}: it kept changing; the retry will try again")
+
+
+def _release(ledger_key: str, claim: dict[str, Any]) -> None:
+    """Give back this invocation's claim (the ingestion failed), so a new upload of the file need not wait for it to
+    expire. Best effort: the claim expires anyway."""
+    bucket = settings().raw_bucket
     try:
-        body = _client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        entry, _ = _read_entry(bucket, ledger_key)
+        if entry and entry.get("status") == STATUS_CLAIMED and entry.get("claimed_by") == claim["claimed_by"]:
+            _client("s3").delete_object(Bucket=bucket, Key=ledger_key)
+    except ClientError:
+        logger.warning("could not give back the ledger claim", extra={"ledger_key": ledger_key}, exc_info=True)
+
+
+def _put_if(bucket: str, key: str, body: bytes, **condition: str) -> bool:
+    """A conditional put; False when its condition did not hold."""
+    try:
+        _client("s3").put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", **condition)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in _CONDITION_FAILED | _NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+def _read_entry(bucket: str, key: str) -> tuple[dict[str, Any] | None, str | None]:
+    """A JSON object and its ETag, or (None, None) when there is none."""
+    try:
+        answer = _client("s3").get_object(Bucket=bucket, Key=key)
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") in _NOT_FOUND:
-            return None
+            return None, None
         raise
-    return json.loads(body)
+    return json.loads(answer["Body"].read()), answer["ETag"]
 
 
 def _put(bucket: str, key: str, body: bytes, content_type: str) -> None:

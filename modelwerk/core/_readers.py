@@ -45,8 +45,8 @@ _READ_TYPES: dict[str, pa.DataType] = {
     "timestamp": pa.string(),
 }
 
-_TEXT_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
-# Control bytes that do not occur in text (tab, line feed, vertical tab, form feed, carriage return, escape do).
+# Control bytes that do not occur in text (tab, line feed, vertical tab, form feed, carriage return, escape do): a
+# file is binary when they make up more than a tenth of its start, or when it holds NUL bytes and is not UTF-8.
 _CONTROL = bytes(b for b in range(32) if b not in (9, 10, 11, 12, 13, 27)) + b"\x7f"
 _BINARY_SHARE = 0.10
 _SAMPLE = 1 << 16
@@ -85,6 +85,7 @@ class Parsed:
     malformed: list[Malformed] = field(default_factory=list)
     wrong_type: dict[str, np.ndarray] = field(default_factory=dict)  # JSON values of a type the column cannot take
     dropped: tuple[str, ...] = ()
+    nul: bool = False  # a value may hold a NUL character (text files only)
 
     @property
     def rows_in(self) -> int:
@@ -112,23 +113,43 @@ class _HeaderRejected(Exception):
 def resolve_header(names: list[str], contract: Contract) -> tuple[dict[str, int], tuple[str, ...]]:
     """Map contract columns to positions in the file's header; returns (kept, dropped unknown columns).
 
-    A required contract column absent from the header rejects the file (``missing_column:<col>``, first in contract
-    order); a column the contract does not declare rejects it under a strict contract (``unknown_column:<col>``, first
-    in file order) and is dropped under a lenient one. A repeated header name counts as an unknown column.
+    Names match after surrounding blanks are stripped (``" site"`` is ``site``). A header that cannot be trusted
+    rejects the file, the first of these in this order:
+
+    - ``duplicate_column:<col>``: two header names are the same declared column (also when they differ in case);
+    - ``column_name_case:<name>→<col>``: a name differs from a declared column only in case (``Pump_ID→pump_id``);
+    - ``missing_column:<col>``: a required column is absent (first in contract order);
+    - ``empty_column_name``: a name is empty (a trailing delimiter), under a strict contract;
+    - ``unknown_column:<col>``: a name the contract does not declare, under a strict contract (first in file order).
+
+    A lenient contract drops empty and unknown names and lists them (stripped) in the dropped columns.
     """
     declared = set(contract.column_names)
-    kept: dict[str, int] = {}
+    folded = {name.casefold(): name for name in contract.column_names}
+    matches: dict[str, list[tuple[int, str]]] = {}
     unknown: list[str] = []
-    for position, name in enumerate(names):
-        if name in declared and name not in kept:
-            kept[name] = position
-        else:
+    for position, written in enumerate(names):
+        name = written.strip()
+        column = name if name in declared else folded.get(name.casefold()) if name else None
+        if column is None:
             unknown.append(name)
+        else:
+            matches.setdefault(column, []).append((position, name))
+    repeated = [column for column, found in matches.items() if len(found) > 1]
+    if repeated:
+        first = min(repeated, key=lambda column: matches[column][1][0])
+        raise _HeaderRejected(f"duplicate_column:{first}")
+    for column, ((position, name),) in sorted(matches.items(), key=lambda item: item[1][0][0]):
+        if name != column:
+            raise _HeaderRejected(f"column_name_case:{name}→{column}")
     for column in contract.columns:
-        if column.required and column.name not in kept:
+        if column.required and column.name not in matches:
             raise _HeaderRejected(f"missing_column:{column.name}")
     if unknown and contract.unknown_columns == "strict":
+        if "" in unknown:
+            raise _HeaderRejected("empty_column_name")
         raise _HeaderRejected(f"unknown_column:{unknown[0]}")
+    kept = {column: found[0][0] for column, found in matches.items()}
     return kept, tuple(unknown)
 
 
@@ -136,13 +157,24 @@ def resolve_header(names: list[str], contract: Contract) -> tuple[dict[str, int]
 
 
 def _text(data: bytes, fmt: str) -> bytes:
-    """UTF-8 text without a byte order mark, or a rejection: empty_file, encoding, binary_file."""
+    """UTF-8 text without a byte order mark, or a rejection: empty_file, encoding, binary_file.
+
+    UTF-16 and UTF-32 are read when a byte order mark says so, and UTF-16 without one when its zero bytes say so
+    (every other byte of Latin text); other encodings are rejected with their rows counted. A few NUL bytes do not
+    make a file binary: the rows that hold them are quarantined (``nul_byte:<col>``), the others are read.
+    """
     if _BLANK.fullmatch(data):
         raise Rejected("empty_file")
-    if data.startswith(_TEXT_BOMS):
-        raise Rejected("encoding", _count_lines(data, fmt))
+    wide = _wide_encoding(data)
+    if wide:
+        try:
+            data = data.decode(wide).encode("utf-8")
+        except UnicodeError:
+            raise Rejected("encoding", _count_lines(data.decode(wide, errors="replace").encode("utf-8"), fmt)) from None
+        if _BLANK.fullmatch(data):
+            raise Rejected("empty_file")
     sample = data[:_SAMPLE]
-    if b"\x00" in data or len(sample) - len(sample.translate(None, _CONTROL)) > _BINARY_SHARE * len(sample):
+    if len(sample) - len(sample.translate(None, _CONTROL)) > _BINARY_SHARE * len(sample):
         raise Rejected("binary_file")
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
@@ -152,14 +184,38 @@ def _text(data: bytes, fmt: str) -> bytes:
         try:
             data.decode("utf-8")
         except UnicodeDecodeError:
+            if b"\x00" in sample:  # zero bytes in what is not even UTF-8: not text (an image, an archive)
+                raise Rejected("binary_file") from None
             raise Rejected("encoding", _count_lines(data, fmt)) from None
     return data
+
+
+def _wide_encoding(data: bytes) -> str | None:
+    """The codec of UTF-32 or UTF-16 text (by its byte order mark, or UTF-16's zero bytes); None for other data."""
+    if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "utf-32"
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    sample = data[: _SAMPLE & ~1]
+    if len(sample) < 4 or len(data) % 2:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    if odd.count(0) > 0.9 * len(odd) and even.count(0) < 0.1 * len(even):
+        return "utf-16-le"
+    if even.count(0) > 0.9 * len(even) and odd.count(0) < 0.1 * len(odd):
+        return "utf-16-be"
+    return None
 
 
 def _count_lines(data: bytes, fmt: str) -> int:
     """Rows of a text file that cannot be parsed: non-blank lines, less the header of a CSV."""
     lines = sum(1 for line in re.split(rb"\r\n|\r|\n", data) if line.strip())
     return max(lines - 1, 0) if fmt == "csv" else lines
+
+
+def _holds_nul(data: bytes) -> bool:
+    """Whether a value may hold a NUL character: a NUL byte, or JSON's escaped one."""
+    return b"\x00" in data or b"\\u0000" in data
 
 
 # -- CSV ----------------------------------------------------------------------------------------------------------
@@ -179,10 +235,9 @@ def read_csv(data: bytes, contract: Contract) -> Parsed:
         ).column_names
     except _READ_ERRORS:
         raise Rejected("unreadable:csv", _count_lines(data, "csv")) from None
-    names = [name.strip() for name in header]
-    positional = [f"f{i}" for i in range(len(names))]
+    positional = [f"f{i}" for i in range(len(header))]
     try:
-        kept, dropped = resolve_header(names, contract)
+        kept, dropped = resolve_header(header, contract)
     except _HeaderRejected as rejection:
         raise Rejected(rejection.reason, _count_csv_rows(data, positional)) from None
 
@@ -206,6 +261,7 @@ def read_csv(data: bytes, contract: Contract) -> Parsed:
         num_rows=table.num_rows,
         malformed=[Malformed(row, fields=_split(text)) for row, text in malformed],
         dropped=dropped,
+        nul=_holds_nul(data),
     )
     return _number_rows(parsed)
 
@@ -326,14 +382,24 @@ def _number_rows(parsed: Parsed) -> Parsed:
 def read_jsonl(data: bytes, contract: Contract) -> Parsed:
     """Read JSON Lines: every non-blank line is a row, and must be one JSON object."""
     data = _text(data, "jsonl")
-    return _jsonl_declared(data, contract) or _jsonl_lines(data, contract)
+    parsed = _jsonl_declared(data, contract) or _jsonl_lines(data, contract)
+    parsed.nul = _holds_nul(data)
+    return parsed
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _jsonl_declared(data: bytes, contract: Contract) -> Parsed | None:
     """The fast path: Arrow reads the lines with the contract's types. None when only a line-by-line read can tell
     what happened (a line that is not an object, a value of another type, a required column that never appears)."""
-    if _TWO_OBJECTS_ON_A_LINE.search(data):
-        return None
+    if _TWO_OBJECTS_ON_A_LINE.search(data) or not _is_utf8(data):
+        return None  # Arrow's JSON parser has crashed the process on bytes that are not UTF-8: those go line by line
     schema = pa.schema([(c.name, _READ_TYPES[c.type]) for c in contract.columns])
     try:
         table = pa_json.read_json(
@@ -351,6 +417,9 @@ def _jsonl_declared(data: bytes, contract: Contract) -> Parsed | None:
         if column.required and table.column(column.name).null_count == table.num_rows:
             return None  # absent from every line (a file rejection) or null in every line: the slow path tells
     names = table.column_names
+    declared = {name.casefold() for name in contract.column_names}
+    if any(name.strip().casefold() in declared or not name.strip() for name in names[len(contract.columns) :]):
+        return None  # a key spelt like a declared column, or an empty one: the declared column reads as absent
     try:
         kept, dropped = resolve_header(names, contract)
     except _HeaderRejected as rejection:
@@ -378,8 +447,9 @@ def _jsonl_lines(data: bytes, contract: Contract) -> Parsed:
         objects.append(value)
         numbers.append(row)
         seen.update(dict.fromkeys(value))
+    keys = list(seen)
     try:
-        kept, dropped = resolve_header(list(seen), contract)
+        kept, dropped = resolve_header(keys, contract)
     except _HeaderRejected as rejection:
         raise Rejected(rejection.reason, row) from None
     columns: dict[str, pa.Array] = {}
@@ -387,7 +457,8 @@ def _jsonl_lines(data: bytes, contract: Contract) -> Parsed:
     for column in contract.columns:
         if column.name not in kept:
             continue
-        texts, wrong = _json_texts([o.get(column.name) for o in objects], column.type)
+        key = keys[kept[column.name]]
+        texts, wrong = _json_texts([o.get(key) for o in objects], column.type)
         columns[column.name] = pa.array(texts, type=pa.string())
         if wrong.any():
             wrong_type[column.name] = wrong
@@ -431,7 +502,7 @@ def read_parquet(data: bytes, contract: Contract) -> Parsed:
         raise Rejected("empty_file")
     try:
         parquet = pq.ParquetFile(pa.BufferReader(data))
-        names = [name.strip() for name in parquet.schema_arrow.names]
+        names = parquet.schema_arrow.names
         rows = parquet.metadata.num_rows
     except _READ_ERRORS:
         raise Rejected("unreadable:parquet") from None

@@ -8,6 +8,7 @@ same document. This module only parses and describes it; checking rows against i
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +71,19 @@ class Column:
             raise ContractError(f"column needs 'name' and 'type': {doc}")
         if doc["type"] not in COLUMN_TYPES:
             raise ContractError(f"column {doc['name']!r}: type {doc['type']!r} is not one of {COLUMN_TYPES}")
+        for flag in ("required", "personal"):
+            if not isinstance(doc.get(flag, False), bool):
+                raise ContractError(f"column {doc['name']!r}: {flag} must be true or false, not {doc[flag]!r}")
+        for bound in ("min", "max"):
+            value = doc.get(bound)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                raise ContractError(f"column {doc['name']!r}: {bound} must be a finite number, not {value!r}")
+        if doc.get("min") is not None and doc.get("max") is not None and doc["min"] > doc["max"]:
+            raise ContractError(f"column {doc['name']!r}: min {doc['min']} is above max {doc['max']}")
         allowed = doc.get("allowed")
+        if allowed is not None and (not isinstance(allowed, list) or not all(isinstance(v, str) for v in allowed)):
+            raise ContractError(f"column {doc['name']!r}: allowed must be a list of strings, not {allowed!r}")
         column = cls(**{**doc, "allowed": tuple(allowed) if allowed is not None else None})
         if (column.min is not None or column.max is not None) and column.type not in ("integer", "double"):
             raise ContractError(f"column {column.name!r}: min/max apply to integer and double columns only")
@@ -81,11 +94,18 @@ class Column:
         return column
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field that differs from its default, so ``from_dict(to_dict())`` gives this column back.
+
+        A field is left out only when it *is* its default: ``min: 0`` is a bound (``0 == False`` in Python, so a
+        test of equality against the defaults would drop it), and so is ``max: 0.0``.
+        """
         doc: dict[str, Any] = {"name": self.name, "type": self.type}
         for key in ("required", "min", "max", "allowed", "pattern", "personal", "description"):
             value = getattr(self, key)
-            if value not in (None, False, ""):
-                doc[key] = list(value) if key == "allowed" else value
+            if value is None or (key in ("required", "personal") and value is False) or (key == "description"
+                                                                                         and value == ""):
+                continue
+            doc[key] = list(value) if key == "allowed" else value
         return doc
 
     @property

@@ -7,14 +7,17 @@ the reason the whole file was rejected. Every row that comes in is either accept
 (``rows_in == rows_accepted + rows_quarantined``), whatever the bytes.
 
 Row rules, checked in this order (the first failing rule names the reason; within a rule, columns in contract
-order): ``type:<col>``, ``out_of_range:<col>`` (min/max inclusive), ``not_allowed:<col>``, ``pattern:<col>`` (full
+order): ``nul_byte:<col>`` (a value holding a NUL character), ``type:<col>``, ``out_of_range:<col>`` (min/max inclusive), ``not_allowed:<col>``, ``pattern:<col>`` (full
 match), ``missing_required:<col>`` (the contract's timestamp column counts as required: it decides the partition),
 then ``duplicate_key`` (within the file, among rows that passed the other rules: the first occurrence is kept).
 A row that does not split into the header's fields is ``malformed_row``. Whole-file reasons: ``unsupported_format``,
-``empty_file`` (no rows), ``encoding`` (not UTF-8), ``binary_file``, ``unreadable:<format>``,
-``missing_column:<col>`` (a required column absent), ``unknown_column:<col>`` (strict contracts; lenient ones drop
-unknown columns and list them in ``dropped_columns``). A rejected file's rows, where they can be counted, are
-counted in and quarantined, so the balance holds for rejected files too.
+``empty_file`` (no rows), ``encoding`` (neither UTF-8 nor UTF-16/32 that says so), ``binary_file``,
+``unreadable:<format>``, and the header's (see ``_readers.resolve_header``, in this order):
+``duplicate_column:<col>``, ``column_name_case:<name>→<col>``, ``missing_column:<col>`` (a required column absent),
+``empty_column_name`` and ``unknown_column:<col>`` (strict contracts; lenient ones drop empty and unknown columns
+and list them in ``dropped_columns``). A rejected file's rows, where they can be counted, are counted in and
+quarantined, so the balance holds for rejected files too (a binary file, an unsupported format and a Parquet file
+whose footer cannot be read count none).
 
 Values: empty cells and empty strings are nulls; numbers and timestamps may carry surrounding blanks; integers may
 be written as integral floats (``3.0``); booleans are true/false/1/0 in any case; timestamps are ISO 8601 with or
@@ -295,6 +298,9 @@ def _check(
     # Arrow releases the GIL while it converts: the columns convert side by side.
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         conversions = list(pool.map(lambda column: _convert(parsed, column), contract.columns))
+    if parsed.nul:
+        for column in contract.columns:
+            reasons.mark(_nul_values(parsed.columns.get(column.name)), f"nul_byte:{column.name}")
     for column, (converted, invalid) in zip(contract.columns, conversions):
         typed[column.name] = converted
         reasons.mark(invalid, f"type:{column.name}")
@@ -342,6 +348,13 @@ def _convert(parsed: _readers.Parsed, column: Column) -> tuple[pa.Array | pa.Chu
     if column.type == "string":  # hashed once here; the rules and the writer then work on the distinct values
         converted = _empty_is_null(pc.dictionary_encode(single(converted)))
     return converted, invalid
+
+
+def _nul_values(values: pa.Array | pa.ChunkedArray | None) -> pa.Array | pa.ChunkedArray | None:
+    """Values as read that hold a NUL character (no type takes one, and no reader downstream expects one)."""
+    if values is None or not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return None
+    return pc.match_substring(values, "\x00")
 
 
 def _empty_is_null(values: pa.DictionaryArray) -> pa.DictionaryArray:

@@ -2,9 +2,12 @@
 
 ``up`` starts the embedded AWS in the background (like ``localstack start``), synthesizes the CDK app if
 ``cdk.out`` is stale and deploys every environment's stage into its own account, as ``cdk deploy`` would; ``down``
-discards it; ``status`` reports. In a notebook, :func:`start` does the same inside the kernel. Clients find the
-embedded AWS through the AWS profiles ``up`` writes (one per environment, differing from AWS's only in the endpoint
-URL; docs/adr/0007-one-code-path.md), so the code that runs against it is the code that runs on AWS.
+stops it and keeps its state (``down --discard`` forgets it); ``status`` reports. The state survives a stop and a
+crash (:mod:`modelwerk.local.state`): the next ``up`` brings back the lake, the catalog, the registry and the endpoints
+as they were, and stops what a crashed instance left running. In a notebook, :func:`start` does the same inside the
+kernel. Clients find the embedded AWS through the AWS profiles ``up`` writes (one per environment, differing from
+AWS's only in the endpoint URL; docs/adr/0007-one-code-path.md), so the code that runs against it is the code that
+runs on AWS.
 """
 
 from __future__ import annotations
@@ -22,14 +25,19 @@ from typing import Any
 
 from modelwerk import naming
 from modelwerk.errors import LocalModeError
+from modelwerk.local import state as local_state
 
-#: Records under .modelwerk/ that point into the embedded AWS and die with it (its services' records).
+#: Records under .modelwerk/ that point into the embedded AWS (its services' records): kept with its state, cleared
+#: when it starts without one (the first ``up``, after ``down --discard``).
 DEPENDENT_RECORDS = ("local/deployments", "local/metrics", "runs", "endpoints", "cloudwatch", "athena", "glue",
                      "events", "lambda", "codepipeline", "codebuild", "cloudformation")
 LOCAL_ROLE_NAME = "modelwerk-local-deployment"
 #: moto's default account, and the credentials that reach it.
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_CREDENTIALS = {"AccessKeyId": "testing", "SecretAccessKey": "testing"}
+#: What every verb says when the embedded AWS of this checkout is gone.
+NOT_RUNNING = "local mode is not running; `modelwerk local up` starts it"
+KEPT = " (your data is kept)"
 
 
 @dataclass(frozen=True)
@@ -194,7 +202,7 @@ def session(env: str, state: LocalState | None = None):
 
     state = state or read_state()
     if state is None:
-        raise LocalModeError("local mode is not running: start it with 'modelwerk local up'")
+        raise not_running()
     if env not in state.accounts:
         raise LocalModeError(f"cdk.json has no environment {env!r}; it has {sorted(state.accounts)}")
     credentials = state.credentials if env == "dev" else _assume(state, state.accounts[env], env)
@@ -218,6 +226,26 @@ def _assume(state: LocalState, account: str, env: str) -> dict[str, str]:
 def _dev_credentials(state: LocalState) -> dict[str, str]:
     dev = state.accounts["dev"]
     return dict(DEFAULT_CREDENTIALS) if dev == DEFAULT_ACCOUNT else _assume(state, dev, "dev")
+
+
+def not_running(root: Path | str | None = None) -> LocalModeError:
+    """The error every verb gives when this checkout's local mode is not running."""
+    try:
+        kept = local_state.exists(_records_dir(_root(root)))
+    except LocalModeError:
+        kept = False
+    return LocalModeError(NOT_RUNNING + (KEPT if kept else ""))
+
+
+def gone(root: Path | str | None = None) -> bool:
+    """Whether this checkout used local mode and its embedded AWS is not running now (stopped, or crashed): the
+    AWS errors of a verb then mean "start it", not "configure credentials"."""
+    try:
+        root = _root(root or os.environ.get("MODELWERK_LOCAL_ROOT"))
+    except LocalModeError:
+        return False
+    used = local_state.exists(_records_dir(root)) or _state_file(root).is_file()
+    return used and read_state(root) is None
 
 
 def _clear_dependent_records(root: Path) -> None:
@@ -299,33 +327,57 @@ def up(root: Path | str | None = None, *, port: int | None = None, progress=None
             deploy(running, root, progress=progress)
         return running
     region, accounts = _accounts(root)
-    _clear_dependent_records(root)
+    records = _records_dir(root)
+    left = local_state.stop_leftovers(records)  # what a crashed instance left running
+    if left and progress:
+        progress(f"stopped {len(left)} processes a stopped embedded AWS left running")
+    restoring = local_state.exists(records)
+    if not restoring:
+        _clear_dependent_records(root)
     state_dir = _state_dir(root)
     state_dir.mkdir(parents=True, exist_ok=True)
-    port = port or int(os.environ.get("MODELWERK_LOCAL_PORT", 0)) or free_port()
+    port = port or int(os.environ.get("MODELWERK_LOCAL_PORT", 0)) or _previous_port(root) or free_port()
     log = open(state_dir / "server.log", "ab")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env[local_state.MARKER] = str(records.resolve())
     process = subprocess.Popen(
         [sys.executable, "-m", "modelwerk.local.server", "--port", str(port), "--root", str(root),
-         "--state-dir", str(_records_dir(root)), "--region", region],
+         "--state-dir", str(records), "--region", region, "--persist"],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env,
         cwd=root,
     )
     state = LocalState(endpoint_url=f"http://127.0.0.1:{port}", region=region, accounts=accounts,
                        pid=process.pid, root=str(root))
     if progress:
-        progress(f"starting the embedded AWS on {state.endpoint_url}")
+        progress(f"{'restoring' if restoring else 'starting'} the embedded AWS on {state.endpoint_url}")
     if not wait_healthy(state.endpoint_url, 60):
         process.terminate()
         raise LocalModeError(f"the embedded AWS did not start; see {state_dir / 'server.log'}")
     state = replace(state, credentials=_dev_credentials(state), runtime_url=_runtime_url(state.endpoint_url))
     _write_state(root, state)
-    try:
-        deploy(state, root, progress=progress)
-    except Exception:
-        down(root)
-        raise
+    if not (state_dir / "deployments" / "dev.json").is_file():  # a restored deployment stays as it was
+        try:
+            deploy(state, root, progress=progress)
+        except Exception:
+            down(root)
+            raise
     return state
+
+
+def _previous_port(root: Path) -> int | None:
+    """The port of the last embedded AWS of this checkout, if free: profiles and notebooks keep pointing at it."""
+    import socket
+
+    path = _state_file(root)
+    if not path.is_file():
+        return None
+    try:
+        port = int(_load_state(path).endpoint_url.rsplit(":", 1)[1])
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", port))
+        return port
+    except (OSError, ValueError, TypeError, KeyError, IndexError):
+        return None
 
 
 def _runtime_url(endpoint_url: str) -> str:
@@ -355,54 +407,74 @@ def control(name: str, body: dict[str, Any] | None = None, *, env: str = "dev",
     ``region`` default to ``env``'s."""
     state = read_state(root)
     if state is None:
-        raise LocalModeError("local mode is not running: start it with 'modelwerk local up'")
+        raise not_running()
     if env not in state.accounts:
         raise LocalModeError(f"cdk.json has no environment {env!r}; it has {sorted(state.accounts)}")
     return _post_control(state.endpoint_url, name,
                          {"account": state.accounts[env], "region": state.region, **(body or {})})
 
 
-def down(root: Path | str | None = None) -> bool:
-    """Stop the background embedded AWS and discard its state; True if one was running."""
+#: How long ``down`` lets the embedded AWS stop its fleets and write its last snapshot before it is killed.
+STOP_SECONDS = 60
+
+
+def down(root: Path | str | None = None, *, discard: bool = False) -> bool:
+    """Stop the background embedded AWS and every process it started; its state is kept for the next ``up``
+    (``discard``: forgotten). True if one was running."""
     root = _root(root)
     path = _state_file(root)
-    if not path.is_file():
-        return False
-    state = _load_state(path)
-    if state.pid == os.getpid():
+    records = _records_dir(root)
+    state = _load_state(path) if path.is_file() else None
+    if state is not None and state.pid == os.getpid():
         stop(root)
+        if discard:
+            _discard(root)
         return True
-    was_running = pid_alive(state.pid)
-    if was_running and state.pid:
-        os.killpg(os.getpgid(state.pid), signal.SIGTERM)
-        deadline = time.monotonic() + 10
+    was_running = state is not None and pid_alive(state.pid)
+    if was_running and state is not None and state.pid:
+        try:
+            os.killpg(os.getpgid(state.pid), signal.SIGTERM)
+        except OSError:
+            pass
+        deadline = time.monotonic() + STOP_SECONDS
         while pid_alive(state.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
             try:
                 os.waitpid(state.pid, os.WNOHANG)
             except ChildProcessError:
                 pass
+    local_state.stop_leftovers(records)  # what it did not stop (or a crashed one left)
     path.unlink(missing_ok=True)
-    _clear_dependent_records(root)
-    _deactivate(state)
+    _deactivate(state, root, keep_profiles=not discard)
+    if discard:
+        _discard(root)
     return was_running
 
 
-def _deactivate(state: LocalState | None, root: Path | None = None) -> None:
-    """Forget the embedded AWS in this process's environment, if :func:`activate` pointed at it."""
+def _discard(root: Path) -> None:
+    local_state.discard(_records_dir(root))
+    _clear_dependent_records(root)
+
+
+def _deactivate(state: LocalState | None, root: Path | None = None, *, keep_profiles: bool = False) -> None:
+    """Forget the embedded AWS in this process's environment, if :func:`activate` pointed at it. The profiles stay
+    with kept state (the next ``up`` takes the same port when it can, so a shell that exported them reaches it again;
+    meanwhile its clients are refused, which the CLI reports as "not running")."""
     config = str(profiles_file(state.root if state else root))
     if os.environ.get("AWS_CONFIG_FILE") == config or (state and os.environ.get("AWS_ENDPOINT_URL") == state.endpoint_url):
         for name in ("AWS_CONFIG_FILE", "AWS_PROFILE", "AWS_ENDPOINT_URL", "MODELWERK_LOCAL_ROOT",
                      "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"):
             os.environ.pop(name, None)
-    Path(config).unlink(missing_ok=True)
+    if not keep_profiles:
+        Path(config).unlink(missing_ok=True)
 
 
 def status(root: Path | str | None = None) -> dict[str, Any]:
     root = _root(root)
     state = read_state(root)
+    kept = {"state_kept": True} if local_state.exists(_records_dir(root)) else {}
     if state is None:
-        return {"running": False}
+        return {"running": False, **kept}
     stacks = {}
     for path in sorted((_state_dir(root) / "deployments").glob("*.json")):
         record = json.loads(path.read_text(encoding="utf-8"))
@@ -411,7 +483,7 @@ def status(root: Path | str | None = None) -> dict[str, Any]:
             for resource in stack["resources"].values():
                 counts[resource["via"]] = counts.get(resource["via"], 0) + 1
             stacks[stack["stack_name"]] = counts
-    return {"running": True, **state.to_json(), "pid": state.pid, "stacks": stacks}
+    return {"running": True, **kept, **state.to_json(), "pid": state.pid, "stacks": stacks}
 
 
 _in_process: Any = None
@@ -428,21 +500,26 @@ def start(root: Path | str | None = None) -> LocalState:
         activate(running)
         return running
     region, accounts = _accounts(root)
-    _clear_dependent_records(root)
-    _in_process = EmbeddedAWS(port=free_port(), root=root, state_dir=_records_dir(root), region=region).start()
+    records = _records_dir(root)
+    local_state.stop_leftovers(records)
+    restoring = local_state.exists(records)
+    if not restoring:
+        _clear_dependent_records(root)
+    _in_process = EmbeddedAWS(port=free_port(), root=root, state_dir=records, region=region, persist=True).start()
     state = LocalState(endpoint_url=_in_process.endpoint_url, region=region, accounts=accounts, pid=os.getpid(),
                        root=str(root))
     state = replace(state, credentials=_dev_credentials(state), runtime_url=_runtime_url(state.endpoint_url))
     _state_dir(root).mkdir(parents=True, exist_ok=True)
     _write_state(root, state)
     activate(state)
-    deploy(state, root)
+    if not (_state_dir(root) / "deployments" / "dev.json").is_file():
+        deploy(state, root)
     return state
 
 
 def stop(root: Path | str | None = None) -> None:
-    """End in-process local mode started with :func:`start`; one that :func:`start` found running (``local up``)
-    is left running, and only this process stops pointing at it."""
+    """End in-process local mode started with :func:`start` (its state is kept for the next start or ``up``); one
+    that :func:`start` found running (``local up``) is left running, and only this process stops pointing at it."""
     global _in_process
     root = _root(root)
     if _in_process is None:
@@ -452,5 +529,4 @@ def stop(root: Path | str | None = None) -> None:
     _in_process.stop()
     _in_process = None
     _state_file(root).unlink(missing_ok=True)
-    _clear_dependent_records(root)
-    _deactivate(None, root)
+    _deactivate(None, root, keep_profiles=True)

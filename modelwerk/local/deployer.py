@@ -422,7 +422,7 @@ class StackDeployer:
                 or any(r.via == "cloudformation" for r in self.previous.resources.values())):
             raise LocalModeError(f"{self.stack.name}: the local deployer updates only stacks whose resources it "
                                  "created through the ordinary APIs; this one holds resources of moto's "
-                                 "CloudFormation (deploy it again from scratch: 'modelwerk local down' and 'up')")
+                                 "CloudFormation (deploy it again from scratch: 'modelwerk local down --discard', then 'up')")
         while pending:
             done = set(self.resources) - pending
             ready = {lid for lid in pending if self._dependencies(lid) <= done}

@@ -2,8 +2,8 @@
 
 An endpoint is a record (what :mod:`modelwerk.local.runtime` routes by) and one serving process per fleet:
 ``python -m modelwerk_serving`` from ``containers/serving/``, started the way SageMaker starts the image (model under
-``MODELWERK_MODEL_DIR``, port from ``SAGEMAKER_BIND_TO_PORT``, the container's environment), with data capture
-switched on in the container because no SageMaker front end captures locally. The embedded SageMaker keeps its
+``MODELWERK_MODEL_DIR``, port from ``SAGEMAKER_BIND_TO_PORT``, the container's environment). Data capture is the
+runtime's (the front end's, as on AWS), from the record's ``capture``. The embedded SageMaker keeps its
 records under ``<records>/endpoints/<account>/<region>/<name>.json`` (one runtime serves every account); the
 library's own local deploy keeps ``<records>/endpoints/<env>/<name>.json``. ``modelwerk local down`` stops every
 fleet with the embedded AWS.

@@ -17,12 +17,24 @@ deploys need no restart. Two ways to find them:
   runtime itself and publishes its URL (``POST /modelwerk-api/sagemaker/runtime``). Invocation metrics go to the
   endpoint's account, in its region.
 - ``--endpoints-dir DIR``: one folder of records, one account (the library's own local deploy).
+
+Data capture happens here, as SageMaker's front end captures on AWS (not the container): a record's ``capture``
+(the endpoint config's DataCaptureConfig) makes the gateway capture each answered request in SageMaker's format and
+key layout (:mod:`modelwerk.core.capture`). The capture line is appended to a spool on local disk before the answer
+is sent (:class:`CaptureSpool`), so an answered request is captured even when this process or a serving worker dies;
+a background thread writes the spool to S3 and a later runtime replays what a dead one left. A retried request
+(botocore resends a POST with the same ``amz-sdk-invocation-id``) keeps its event id and is captured once.
+
+A fleet's workers share one listening socket held by the container's supervisor; a worker accepts only once its
+model is loaded, so traffic reaches healthy workers only. A connection that breaks (a worker killed mid-request) is
+retried on a new connection for up to :data:`RECONNECT_SECONDS` while the supervisor replaces the worker.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as _dt
 import hashlib
 import json
 import logging
@@ -32,10 +44,14 @@ import re
 import threading
 import time
 import urllib.request
+import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
+
+from modelwerk.core.capture import capture_line, object_key
 
 log = logging.getLogger("modelwerk.runtime")
 
@@ -50,6 +66,11 @@ TARGET_MODEL = "x-amzn-sagemaker-target-model"
 TARGET_VARIANT = "x-amzn-sagemaker-target-variant"
 INVOCATIONS_PREFIX = "/endpoints/"
 INVOCATIONS_SUFFIX = "/invocations"
+#: How long a request keeps trying a fleet whose connections break or are refused (a worker being replaced).
+RECONNECT_SECONDS = 20.0
+#: botocore's id of one API call, the same on each of its retries: the capture's event id when given.
+INVOCATION_ID = b"amz-sdk-invocation-id"
+_CALL_ID = re.compile(rb"[0-9A-Za-z-]{1,64}")
 #: The access key and region of a SigV4 signature.
 _CREDENTIAL = re.compile(rb"Credential=([^/,\s]+)/[^/]+/([^/]+)/")
 
@@ -79,6 +100,8 @@ class Fleet:
     #: The endpoint's account and region (records of the embedded SageMaker): where its models are read.
     account: str | None = None
     region: str | None = None
+    #: The endpoint's DataCaptureConfig as the record holds it (None: no capture).
+    capture: dict[str, Any] | None = None
 
 
 @dataclass
@@ -110,9 +133,193 @@ def read_route(path: Path) -> Route:
     fleets = [Fleet(name=v.get("name", "AllTraffic"), url=v["url"], weight=float(v.get("weight", 1.0)),
                     mode=v.get("mode") or doc.get("mode", "SingleModel"), model_data_prefix=v.get("model_data_prefix"),
                     model_cache_dir=v.get("model_cache_dir"), fleet=v.get("fleet", "blue"),
-                    account=doc.get("account"), region=doc.get("region"))
+                    account=doc.get("account"), region=doc.get("region"),
+                    capture=_capture_of(v.get("capture", doc.get("capture")), doc["endpoint"],
+                                        v.get("name", "AllTraffic"), doc.get("account"), doc.get("region")))
               for v in doc.get("variants", []) if v.get("url")]
     return Route(endpoint=doc["endpoint"], fleets=fleets, mode=doc.get("mode", "SingleModel"))
+
+
+def _capture_of(config: Any, endpoint: str, variant: str, account: str | None,
+                region: str | None) -> dict[str, Any] | None:
+    """The record's DataCaptureConfig as the gateway uses it, or None when it captures nothing. ``destination`` is
+    what a spool line starts with: where its record goes."""
+    if not isinstance(config, dict) or not config.get("EnableCapture", True) or not config.get("DestinationS3Uri"):
+        return None
+    percent = float(config.get("InitialSamplingPercentage", 100))
+    if percent <= 0:
+        return None
+    modes = {str(o.get("CaptureMode", "")).lower() for o in config.get("CaptureOptions") or [] if isinstance(o, dict)}
+    bucket, _, prefix = str(config["DestinationS3Uri"]).removeprefix("s3://").partition("/")
+    destination = {"bucket": bucket, "prefix": prefix.strip("/"), "endpoint": endpoint, "variant": variant,
+                   "account": account, "region": region, "kms_key_id": config.get("KmsKeyId") or None}
+    return {"fraction": percent / 100.0, "input": not modes or "input" in modes,
+            "output": not modes or "output" in modes,
+            "destination": json.dumps(destination, separators=(",", ":")).encode()}
+
+
+class CaptureSpool:
+    """Captured invocations on local disk first, then in S3: nothing answered is lost to a crash.
+
+    :meth:`record` (on the request path, before the answer) appends one line,
+    ``<destination>\t<epoch seconds>\t<event id>\t<capture line>``,
+    to this process's open segment file with a single ``write``: once it returns, the record survives this
+    process being killed. Every ``flush_seconds`` a thread seals the segment and writes each sealed segment to S3,
+    one object per destination and hour (at most ``max_records`` records each), then deletes it. Object keys are
+    derived from the segment's name, so writing a segment again after a failure or a crash replaces the same
+    objects; event ids already written are skipped. At start the spool adopts the segments of runtimes that are
+    gone; :meth:`close` (a graceful stop) writes everything before it returns.
+    """
+
+    def __init__(self, folder: Path, clients: Any = None, *, flush_seconds: float = 1.0, max_records: int = 10_000):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._clients = clients
+        self.flush_seconds = flush_seconds
+        self.max_records = max_records
+        self._lock = threading.Lock()
+        self._sequence = 0
+        self._fd: int | None = None
+        self._written = 0
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._s3: dict[tuple[str | None, str | None], Any] = {}
+        self._stop = threading.Event()
+        self.records = 0
+        self.uploaded = 0
+        self._adopt()
+        self._open()
+        self._thread = threading.Thread(target=self._run, name="capture-spool", daemon=True)
+        self._thread.start()
+
+    # -- the request path -------------------------------------------------------------------------------------------
+    def record(self, fleet: Fleet, body: bytes, content_type: str | None, output: bytes,
+               output_type: str | None, inference_id: str | None, event_id: str | None) -> None:
+        capture = fleet.capture
+        if capture is None or (capture["fraction"] < 1.0 and random.random() >= capture["fraction"]):
+            return
+        now = time.time()
+        event_id = event_id or str(uuid.uuid4())
+        line = capture_line(body if capture["input"] else None, content_type or "application/octet-stream",
+                            output if capture["output"] else None, output_type or "application/octet-stream",
+                            event_id=event_id, inference_id=inference_id,
+                            inference_time=_dt.datetime.fromtimestamp(now, _dt.timezone.utc))
+        prefix = f"\t{now:.3f}\t{event_id}\t".encode("latin-1", "replace")
+        with self._lock:
+            os.write(self._fd, capture["destination"] + prefix + line)
+            self._written += 1
+            self.records += 1
+
+    # -- segments ----------------------------------------------------------------------------------------------------
+    def _open(self) -> None:
+        self._sequence += 1
+        path = self.folder / f"{os.getpid()}-{self._sequence:08d}.spool"
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._path = path
+        self._written = 0
+
+    def _seal(self) -> None:
+        """Close the open segment if it holds records and start a new one (an empty one is kept open)."""
+        with self._lock:
+            if not self._written:
+                return
+            os.close(self._fd)
+            os.replace(self._path, self._path.with_suffix(".ready"))
+            self._open()
+
+    def _adopt(self) -> None:
+        """Seal the segments of runtimes that are gone (killed before they wrote them)."""
+        from modelwerk.local import pid_alive
+
+        for path in self.folder.glob("*.spool"):
+            owner = path.name.split("-", 1)[0]
+            if owner.isdigit() and int(owner) != os.getpid() and not pid_alive(int(owner)):
+                os.replace(path, path.with_suffix(".ready"))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_seconds):
+            self.flush()
+
+    def flush(self) -> bool:
+        """Write every sealed segment to S3; False (and logged) when one could not be, kept for the next flush."""
+        self._seal()
+        done = True
+        for path in sorted(self.folder.glob("*.ready")):
+            try:
+                self._upload(path)
+            except Exception as error:  # noqa: BLE001 - kept on disk and tried again; the request path never sees it
+                log.warning("capture: segment %s not written to S3 yet (%s); retrying", path.name,
+                            " ".join(str(error).split())[:300])
+                done = False
+                continue
+            path.unlink(missing_ok=True)
+        return done
+
+    def _upload(self, path: Path) -> None:
+        data = path.read_bytes()
+        data = data[: data.rfind(b"\n") + 1]  # a line cut short by a crash was never answered
+        groups: dict[tuple[bytes, int], list[bytes]] = {}
+        first: dict[tuple[bytes, int], float] = {}
+        ids: list[str] = []
+        taken: set[str] = set()
+        for raw in data.splitlines():
+            try:
+                destination, stamp, event_bytes, line = raw.split(b"\t", 3)
+                when, event = float(stamp), event_bytes.decode("latin-1")
+            except ValueError:
+                log.warning("capture: skipping a malformed line in %s", path.name)
+                continue
+            if event in self._seen or event in taken:
+                continue
+            taken.add(event)
+            ids.append(event)
+            group = groups.setdefault((destination, int(when // 3600)), [])
+            first.setdefault((destination, int(when // 3600)), when)
+            group.append(line + b"\n")
+        for number, ((destination, hour), lines) in enumerate(sorted(groups.items())):
+            where = json.loads(destination)
+            for start in range(0, len(lines), self.max_records):
+                chunk = lines[start:start + self.max_records]
+                unique = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{path.stem}/{number}/{start}"))
+                key = object_key(where["prefix"], where["endpoint"], where["variant"],
+                                 _dt.datetime.fromtimestamp(first[(destination, hour)], _dt.timezone.utc),
+                                 unique=unique)
+                extra: dict[str, str] = {"ContentType": "application/jsonlines"}
+                if where.get("kms_key_id"):
+                    extra.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=where["kms_key_id"])
+                self._s3_of(where).put_object(Bucket=where["bucket"], Key=key, Body=b"".join(chunk), **extra)
+                self.uploaded += len(chunk)
+        for event in ids:
+            self._seen[event] = None
+        while len(self._seen) > 1_000_000:
+            self._seen.popitem(last=False)
+
+    def _s3_of(self, where: dict[str, Any]) -> Any:
+        """S3 in the endpoint's account (its execution role on AWS), or this process's own credentials."""
+        key = (where.get("account"), where.get("region")) if self._clients is not None else (None, None)
+        client = self._s3.get(key)
+        if client is None:
+            if key[0] is not None:
+                client = self._clients("s3", key[0], key[1])
+            else:
+                import boto3
+
+                client = boto3.client("s3")
+            self._s3[key] = client
+        return client
+
+    def close(self) -> None:
+        """Write everything to S3 (a graceful stop); what cannot be written stays on disk for the next runtime."""
+        self._stop.set()
+        self._thread.join(timeout=self.flush_seconds + 30)
+        if not self.flush():
+            log.error("capture: some records could not be written to S3 before the stop; they stay in %s and are "
+                      "written by the next runtime", self.folder)
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+                if not self._written:
+                    self._path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -292,6 +499,63 @@ class Accounts:
             self._metrics.clear()
 
 
+class FleetConnections:
+    """Keep-alive HTTP/1.1 connections to the fleets, one request at a time on each: the invocation's hot path.
+
+    A general HTTP client costs several times the serving container's own time per request; this speaks just what
+    the serving container answers (a body of ``Content-Length`` bytes, or up to the close). A request on an idle
+    connection the fleet has closed meanwhile is sent again on a new one at once; every other connection failure
+    reaches the caller (``OSError``, ``IncompleteReadError``), as does ``TimeoutError`` after ``timeout`` seconds.
+    """
+
+    def __init__(self, timeout: float = 60.0):
+        self.timeout = timeout
+        self._idle: dict[str, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
+
+    async def post(self, url: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict, bytes]:
+        idle = self._idle.setdefault(url, [])
+        if idle:
+            reader, writer = idle.pop()
+            try:
+                return await self._exchange(url, path, headers, body, reader, writer)
+            except (OSError, asyncio.IncompleteReadError):
+                pass  # closed by the fleet while idle (or its worker died): a new connection below
+        host, _, port = url.removeprefix("http://").partition(":")
+        async with asyncio.timeout(self.timeout):
+            reader, writer = await asyncio.open_connection(host, int(port or 80))
+        return await self._exchange(url, path, headers, body, reader, writer)
+
+    async def _exchange(self, url: str, path: str, headers: dict[str, str], body: bytes,
+                        reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> tuple[int, dict, bytes]:
+        lines = [f"POST {path} HTTP/1.1\r\nHost: {url.removeprefix('http://')}\r\nContent-Length: {len(body)}\r\n"]
+        lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
+        try:
+            async with asyncio.timeout(self.timeout):
+                writer.write("".join(lines).encode("latin-1") + b"\r\n" + body)
+                head = await reader.readuntil(b"\r\n\r\n")
+                status_line, *fields = head[:-4].split(b"\r\n")
+                answer = {}
+                for line in fields:
+                    name, _, value = line.partition(b":")
+                    answer[name.strip().lower()] = value.strip()
+                length = answer.get(b"content-length")
+                payload = await (reader.readexactly(int(length)) if length is not None else reader.read())
+        except BaseException:
+            writer.close()
+            raise
+        if length is None or answer.get(b"connection", b"").lower() == b"close":
+            writer.close()
+        else:
+            self._idle[url].append((reader, writer))
+        return int(status_line.split(b" ", 2)[1]), answer, payload
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for _, writer in idle:
+                writer.close()
+        self._idle.clear()
+
+
 class Gateway:
     """The ASGI application (raw, no framework: it sits on every request's path).
 
@@ -299,13 +563,16 @@ class Gateway:
     signature; without, it is one folder of records and ``metrics`` records every request.
     """
 
-    def __init__(self, endpoints_dir: Path, *, metrics: Any = None, accounts: Accounts | None = None):
+    def __init__(self, endpoints_dir: Path, *, metrics: Any = None, accounts: Accounts | None = None,
+                 spool: CaptureSpool | None = None):
         self.folder = Path(endpoints_dir)
+        self.spool = spool
         self.table = EndpointTable(self.folder)
         self.accounts = accounts
         self._tables: dict[tuple[str, str], EndpointTable] = {}
         self.loader = ModelLoader(accounts.client if accounts is not None else None)
         self.metrics = metrics
+        self.connections = FleetConnections()
         self._session: Any = None
 
     async def _routing(self, headers: dict[bytes, bytes]) -> tuple[EndpointTable, Any]:
@@ -372,6 +639,10 @@ class Gateway:
             body = await _read_body(receive)
             fleet = route.pick(_header(headers, TARGET_VARIANT))
             status, out_headers, payload, model_seconds = await self._invoke(route, fleet, headers, body)
+            if fleet.capture is not None and self.spool is not None:  # on disk before the caller has its answer
+                self.spool.record(fleet, body, _header(headers, "content-type"), payload, _content_type(out_headers),
+                                  _header(headers, "x-amzn-sagemaker-inference-id"),
+                                  _call_id(headers))
             await _respond(send, 200, payload, out_headers)
         except InvokeError as error:
             status = error.status if error.status != 424 else error.extra.get("OriginalStatusCode", 424)
@@ -419,29 +690,30 @@ class Gateway:
         return status, out_headers, payload, seconds
 
     async def _post(self, session: Any, fleet: Fleet, headers: dict[str, str], body: bytes):
-        import aiohttp
-
         started = time.perf_counter()
-        for attempt in (1, 2, 3):
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        pause = 0.02
+        while True:
             try:
-                async with session.post(f"{fleet.url}/invocations", data=body, headers=headers) as resp:
-                    payload = await resp.read()
-                    seconds = time.perf_counter() - started
-                    out = [(b"x-amzn-invoked-production-variant", fleet.name.encode())]
-                    content_type = resp.headers.get("Content-Type")
-                    if content_type:
-                        out.append((b"content-type", content_type.encode()))
-                    custom = resp.headers.get("X-Amzn-SageMaker-Custom-Attributes")
-                    if custom:
-                        out.append((b"x-amzn-sagemaker-custom-attributes", custom.encode()))
-                    return resp.status, out, payload, seconds
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
-                if attempt == 3:
+                status, answer, payload = await self.connections.post(fleet.url, "/invocations", headers, body)
+                seconds = time.perf_counter() - started
+                out = [(b"x-amzn-invoked-production-variant", fleet.name.encode())]
+                content_type = answer.get(b"content-type")
+                if content_type:
+                    out.append((b"content-type", content_type))
+                custom = answer.get(b"x-amzn-sagemaker-custom-attributes")
+                if custom:
+                    out.append((b"x-amzn-sagemaker-custom-attributes", custom))
+                return status, out, payload, seconds
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError) as exc:
+                # a worker killed mid-request, or none accepting yet: its supervisor replaces it, and the new
+                # connection waits in the fleet's backlog until a worker with its model loaded accepts it
+                if isinstance(exc, TimeoutError) or time.monotonic() + pause > deadline:
                     raise InvokeError(503, "ServiceUnavailable",
                                         f"Variant {fleet.name} is not answering ({exc.__class__.__name__}); "
                                         "'modelwerk endpoints describe' shows its state") from None
-                await asyncio.sleep(0.2 * attempt)  # a worker being replaced: its supervisor restarts it
-        raise AssertionError("unreachable")
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.5)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -451,12 +723,28 @@ class Gateway:
             elif message["type"] == "lifespan.shutdown":
                 if self._session is not None:
                     await self._session.close()
+                self.connections.close()
+                if self.spool is not None:
+                    await asyncio.get_running_loop().run_in_executor(None, self.spool.close)
                 if self.metrics is not None:
                     self.metrics.close()
                 if self.accounts is not None:
                     self.accounts.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _call_id(headers: dict[bytes, bytes]) -> str | None:
+    """botocore's invocation id when it is one (a UUID), to serve as the capture's event id."""
+    value = headers.get(INVOCATION_ID)
+    return value.decode("ascii") if value and _CALL_ID.fullmatch(value) else None
+
+
+def _content_type(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name == b"content-type":
+            return value.decode("latin-1")
+    return None
 
 
 def _header(headers: dict[bytes, bytes], name: str) -> str | None:
@@ -502,6 +790,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="the region of unsigned requests (with --records-dir)")
     parser.add_argument("--samples-dir", type=Path, help="latency samples for percentile alarms, per account")
     parser.add_argument("--no-metrics", action="store_true", help="do not publish invocation metrics")
+    parser.add_argument("--capture-spool", type=Path,
+                        help="the data capture spool (default: .capture-spool in the records folder)")
+    parser.add_argument("--capture-flush-seconds", type=float, default=1.0,
+                        help="how often the spool is written to S3 (default 1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
@@ -512,10 +804,14 @@ def main(argv: list[str] | None = None) -> None:
             parser.error("--records-dir needs --server, the embedded AWS that keeps the records")
         accounts = Accounts(args.server, default_region=args.region, samples_dir=args.samples_dir,
                             metrics=not args.no_metrics)
-        app = Gateway(args.records_dir, accounts=accounts)
+        spool = CaptureSpool(args.capture_spool or args.records_dir / ".capture-spool", accounts.client,
+                             flush_seconds=args.capture_flush_seconds)
+        app = Gateway(args.records_dir, accounts=accounts, spool=spool)
         _exit_with_parent()
     else:
-        app = Gateway(args.endpoints_dir, metrics=None if args.no_metrics else _own_account_metrics())
+        app = Gateway(args.endpoints_dir, metrics=None if args.no_metrics else _own_account_metrics(),
+                      spool=CaptureSpool(args.capture_spool or args.endpoints_dir / ".capture-spool",
+                                         flush_seconds=args.capture_flush_seconds))
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, lifespan="on")
 
 

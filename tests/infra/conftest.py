@@ -1,4 +1,5 @@
-"""Synthesizes the whole CDK app once per session (all stages, cdk-nag included); infra tests read that assembly."""
+"""Synthesizes the whole CDK app once per session (all stages, cdk-nag and the Control Tower controls included);
+infra tests read that assembly."""
 
 from __future__ import annotations
 
@@ -57,6 +58,15 @@ class Synthesized:
 
     def templates_json(self) -> dict[str, dict[str, Any]]:
         return {p.name: json.loads(p.read_text(encoding="utf-8")) for p in self.template_files()}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The infra tests share one xdist worker (``--dist loadgroup``), so a run synthesizes the app, with its
+    guardrails, once."""
+    infra = Path(__file__).parent
+    for item in items:
+        if infra in item.path.parents:
+            item.add_marker(pytest.mark.xdist_group("infra-synth"))
 
 
 @pytest.fixture(scope="session")

@@ -1,18 +1,30 @@
-"""Cross-cutting checks over every synthesized template: cdk-nag, cfn-lint, and no wildcard principal."""
+"""Cross-cutting checks over every synthesized template: the guardrails a security team runs (cdk-nag and the AWS
+Control Tower proactive controls at synth, checkov over the assembly), cfn-lint, and no wildcard principal.
+
+The app is synthesized once (the session's ``synthesized``); checkov reads that assembly from its own virtual
+environment (``scripts/checkov.sh``).
+"""
 
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_cdk import Stack
+from aws_cdk import App, Stack
 from aws_cdk import aws_s3 as s3
 from cfnlint import api as cfnlint
 
+from cdk_constructs.nag import CONTROL_TOWER, PACK, add_guardrails
 from stacks.stages import PROMOTION_PATH
+
+ROOT = Path(__file__).resolve().parents[2]
+CHECKOV = ROOT / "scripts" / "checkov.sh"
+#: The one Deny with a wildcard principal besides the TLS one: key grants only for AWS services (CT.KMS.PR.3).
+GRANTS_FOR_AWS_SERVICES = {"BoolIfExists": {"kms:GrantIsForAWSResource": "false", "aws:PrincipalIsAWSService": "false"}}
 
 pytestmark = pytest.mark.slow
 
@@ -57,52 +69,112 @@ def test_no_template_allows_a_wildcard_principal(synthesized):
     assert not offenders, offenders
 
 
-def test_wildcard_principals_appear_only_in_tls_deny_statements(synthesized):
-    """The one legitimate ``*``: a Deny of any request without TLS (``enforce_ssl``)."""
+def test_wildcard_principals_appear_only_in_deny_statements(synthesized):
+    """The legitimate ``*``: a Deny of any request without TLS (``enforce_ssl``), and a key policy's Deny of grants
+    that are not for AWS services."""
     for template in synthesized.templates_json().values():
         for statement in policy_statements(template):
             if is_wildcard_principal(statement.get("Principal")):
                 assert statement["Effect"] == "Deny"
-                assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+                assert statement["Condition"] in ({"Bool": {"aws:SecureTransport": "false"}}, GRANTS_FOR_AWS_SERVICES)
 
 
-def test_cdk_nag_reports_no_unacknowledged_findings(synthesized):
-    """Synth already failed on a finding (the fixture); the report on disk must be clean too."""
-    report_file = synthesized.outdir / "validation-report.json"
-    if not report_file.exists():
-        return  # written only when a plugin has something to say
-    report = json.loads(report_file.read_text(encoding="utf-8"))
-    failing = [
-        (plugin["pluginName"], [v["ruleName"] for v in plugin.get("violations", [])])
-        for plugin in report["pluginReports"]
-        if plugin["conclusion"] != "success" or plugin.get("violations")
-    ]
+def test_every_key_allows_grants_only_for_aws_services(synthesized):
+    keys = 0
+    for template in synthesized.templates_json().values():
+        for resource in template["Resources"].values():
+            if resource["Type"] == "AWS::KMS::Key":
+                keys += 1
+                assert any(s["Effect"] == "Deny" and s["Action"] == "kms:CreateGrant"
+                           and s["Condition"] == GRANTS_FOR_AWS_SERVICES
+                           for s in resource["Properties"]["KeyPolicy"]["Statement"])
+    assert keys
+
+
+#: The actions an identity statement may grant on ``Resource: *``: those that take no resource (or, for
+#: ``lakeformation:GetDataAccess`` and ``codepipeline:PutJob*Result``, no resource-level permission).
+UNSCOPABLE_ACTIONS = {
+    "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs", "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups", "ecr:GetAuthorizationToken", "cloudwatch:PutMetricData", "sts:GetServiceBearerToken",
+    "lakeformation:GetDataAccess", "sagemaker:ListModelPackages", "xray:PutTraceSegments", "xray:PutTelemetryRecords",
+    "codepipeline:PutJobSuccessResult", "codepipeline:PutJobFailureResult",
+    "application-autoscaling:DescribeScalableTargets", "application-autoscaling:DescribeScalingPolicies",
+    "application-autoscaling:DescribeScalingActivities",
+}
+
+
+def test_identity_statements_grant_all_resources_only_for_actions_that_take_none(synthesized):
+    """``Resource: *`` in a role's policy only where the action allows no resource: network interfaces, scaling
+    writes and alarm reads are scoped to their resources."""
+    unscoped = set()
+    for template in synthesized.templates_json().values():
+        for resource in template["Resources"].values():
+            if resource["Type"] not in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::Role"):
+                continue
+            properties = resource["Properties"]
+            documents = [properties.get("PolicyDocument"),
+                         *(p["PolicyDocument"] for p in properties.get("Policies", []))]
+            for statement in (s for d in documents if d for s in d["Statement"]):
+                if statement["Effect"] == "Allow" and "*" in ([statement["Resource"]] if isinstance(
+                        statement["Resource"], str) else statement["Resource"]):
+                    action = statement["Action"]
+                    unscoped.update([action] if isinstance(action, str) else action)
+    assert unscoped <= UNSCOPABLE_ACTIONS, unscoped - UNSCOPABLE_ACTIONS
+
+
+def validation_report(synthesized) -> dict[str, dict]:
+    """The synth's policy validation report, by plugin name."""
+    report = json.loads((synthesized.outdir / "validation-report.json").read_text(encoding="utf-8"))
+    return {plugin["pluginName"]: plugin for plugin in report["pluginReports"]}
+
+
+def test_cdk_nag_and_control_tower_report_no_unacknowledged_findings(synthesized):
+    """Synth already failed on a finding (the fixture); the report on disk says both plugins ran, and ran clean."""
+    plugins = validation_report(synthesized)
+    assert {PACK, CONTROL_TOWER} <= set(plugins)
+    failing = [(name, [v["ruleName"] for v in plugin["violations"]]) for name, plugin in plugins.items()
+               if plugin["conclusion"] != "success" or plugin["violations"]]
     assert not failing, failing
 
 
 def test_every_acknowledgment_has_a_reason(synthesized):
-    acknowledgments = {}
-    for metadata_file in synthesized.outdir.glob("assembly-*/*.metadata.json"):
-        for path, entries in json.loads(metadata_file.read_text(encoding="utf-8")).items():
-            for entry in entries:
-                if entry["type"] == "aws:cdk:acknowledged-rules":
-                    for rule, reason in entry["data"].items():
-                        acknowledgments[(path, rule)] = reason
-    ours = {k: v for k, v in acknowledgments.items() if k[1].startswith("AwsSolutions::")}
-    assert ours, "expected the platform's cdk-nag acknowledgments in the assembly metadata"
-    assert all(len(reason) > 20 for reason in ours.values())
+    """cdk-nag's and the Control Tower controls' acknowledgments that matched a finding, each with its reason."""
+    plugins = validation_report(synthesized)
+    for name in (PACK, CONTROL_TOWER):
+        suppressed = plugins[name]["suppressedViolations"]
+        assert suppressed, f"expected the platform's {name} acknowledgments"
+        assert all(len(v["reason"]) > 20 for v in suppressed), name
 
 
-def test_cdk_nag_is_wired_into_the_app(tmp_path, monkeypatch):
-    """A non-compliant bucket added to the app must fail synthesis: the clean report above is not vacuous."""
-    from app import ROOT, build_app
+def checkov(outdir: Path) -> dict[str, Any]:
+    if not (ROOT / ".venv-checkov" / "bin" / "checkov").exists():
+        pytest.fail("checkov's virtual environment is missing: `make install` creates .venv-checkov", pytrace=False)
+    result = subprocess.run(["bash", str(CHECKOV), str(outdir), "--output", "json"], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode in (0, 1), result.stderr[-2000:]
+    return json.loads(result.stdout)
 
-    monkeypatch.setenv("CDK_VALIDATION", "false")  # only cdk-nag matters here; keeps this second synth short
-    app = build_app(ROOT, outdir=str(tmp_path))
-    canary = Stack(app.node.find_child("Registry"), "Canary")
-    s3.Bucket(canary, "Unlogged")
-    with pytest.raises(RuntimeError, match=r"AwsSolutions-S1"):
+
+def test_checkov_reports_no_unacknowledged_findings(synthesized):
+    """checkov over the session's assembly: nothing failed, and every skipped check carries its reason (the
+    ``checkov`` metadata that ``cdk_constructs.nag.acknowledge_checkov`` writes where the resource is defined)."""
+    report = checkov(synthesized.outdir)
+    failed = [(f["check_id"], f["resource"], f["file_path"]) for f in report["results"]["failed_checks"]]
+    assert not failed, failed
+    assert report["summary"]["passed"] > 1000
+    skipped = report["results"]["skipped_checks"]
+    assert skipped and all(len(s["check_result"].get("suppress_comment") or "") > 20 for s in skipped)
+
+
+def test_guardrails_fail_synthesis_on_a_finding(tmp_path, monkeypatch):
+    """A bucket left at its defaults fails synth under both plugins: the clean reports above are not vacuous."""
+    monkeypatch.setenv("CDK_VALIDATION", "false")  # only the guardrails matter here
+    app = App(outdir=str(tmp_path))
+    add_guardrails(app)
+    s3.Bucket(Stack(app, "Canary"), "Unlogged")
+    with pytest.raises(RuntimeError, match=r"AwsSolutions-S1") as failure:
         app.synth()
+    assert "CT.S3.PR.2" in str(failure.value)
 
 
 def lint(template: Path) -> list[Any]:

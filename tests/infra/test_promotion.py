@@ -447,6 +447,32 @@ def test_the_deploy_role_is_cloudformations_and_passes_only_the_endpoint_role(sy
                    if a != "iam:CreateServiceLinkedRole")
 
 
+@pytest.mark.parametrize("env", PROMOTION_PATH)
+def test_the_deploy_role_may_name_endpoint_configurations_where_it_creates_and_updates_endpoints(synthesized, config,
+                                                                                                  env):
+    """IAM authorizes CreateEndpoint and UpdateEndpoint on the endpoint and on the configuration it names."""
+    statements = role_statements(synthesized, env, naming.promotion_deploy_role_name(config.project, env))
+
+    def resources_of(action: str) -> str:
+        return json.dumps([s["Resource"] for s in statements if action in ([s["Action"]] if isinstance(
+            s["Action"], str) else s["Action"])])
+
+    for action in ("sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint"):
+        granted = resources_of(action)
+        assert ":endpoint/" in granted and ":endpoint-config/*" in granted, (action, granted)
+
+
+@pytest.mark.parametrize("env", PROMOTION_PATH)
+def test_the_deploy_role_grants_on_all_resources_only_what_takes_no_resource(synthesized, config, env):
+    """Auto scaling writes go to this account's scalable targets, alarm reads to target tracking's alarms."""
+    statements = role_statements(synthesized, env, naming.promotion_deploy_role_name(config.project, env))
+    unscoped = {a for s in statements if s["Resource"] == "*"
+                for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert unscoped == {"application-autoscaling:DescribeScalableTargets",
+                        "application-autoscaling:DescribeScalingPolicies",
+                        "application-autoscaling:DescribeScalingActivities"}
+
+
 def test_the_gate_role_lives_in_staging_only_and_invokes_its_endpoints_only(synthesized, config, promoted):
     gate_role = naming.promotion_gate_role_name(config.project, "staging")
     role = roles_by_name(synthesized, "staging")[gate_role]

@@ -20,7 +20,7 @@ from moto import mock_aws
 from cdk_constructs import serving_context
 from cdk_constructs.serving_context import context_files, serving_image_tag
 from cdk_constructs.serving_image import PULL_ACTIONS, PUSH_ACTIONS
-from cdk_constructs.training_pipeline import VPC_ACTIONS
+from cdk_constructs.permissions import SAGEMAKER_VPC_DESCRIBE
 from modelwerk import naming
 
 pytestmark = pytest.mark.slow
@@ -309,7 +309,7 @@ def test_the_endpoint_role_is_least_privilege(serving, config):
     assert '"s3:*"' not in text and '"sagemaker:*"' not in text and '"Action": "*"' not in text
     assert not any(a.startswith("s3:Delete") for s in statements for a in actions(s))
     unscoped = {a for s in statements if s["Resource"] == "*" for a in actions(s)}
-    assert unscoped == {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData", *VPC_ACTIONS}
+    assert unscoped == {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData", *SAGEMAKER_VPC_DESCRIBE}
     metrics = next(s for s in statements if "cloudwatch:PutMetricData" in actions(s))
     assert metrics["Condition"] == {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cdk_constructs.permissions import SAGEMAKER_VPC_DESCRIBE
 from cdk_constructs.training_pipeline import (
     ASSET_BUCKET,
     CODE_KEY,
@@ -15,7 +16,6 @@ from cdk_constructs.training_pipeline import (
     PACKAGE_REPOSITORY,
     SECURITY_GROUP,
     SUBNET,
-    VPC_ACTIONS,
     placeholders,
 )
 from modelwerk import naming
@@ -111,7 +111,7 @@ def test_the_execution_role_is_least_privilege(training, config):
     assert '"Action": "*"' not in flat and '"s3:*"' not in flat and '"sagemaker:*"' not in flat
     unscoped = [s for s in statements if s["Resource"] == "*"]
     actions = {a for s in unscoped for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
-    assert actions == {"ecr:GetAuthorizationToken", "sts:GetServiceBearerToken", *VPC_ACTIONS}  # nothing else
+    assert actions == {"ecr:GetAuthorizationToken", "sts:GetServiceBearerToken", *SAGEMAKER_VPC_DESCRIBE}  # no more
     bearer = next(s for s in unscoped if s["Action"] == "sts:GetServiceBearerToken")
     assert bearer["Condition"] == {"StringEquals": {"sts:AWSServiceName": "codeartifact.amazonaws.com"}}
     register = next(s for s in statements if "sagemaker:CreateModelPackage" in s["Action"])

@@ -164,7 +164,10 @@ def test_reingesting_the_demos_file_adds_nothing(demo_ok, cli_env):
 def test_a_binary_file_is_quarantined_whole_with_its_reason(dev, cli_env, tmp_path):
     binary = tmp_path / "firmware.csv"
     binary.write_bytes(bytes(range(256)) * 8)
-    report = cli_json("data", "ingest", "--use-case", USE_CASE, str(binary), env=cli_env)
+    result = run_cli("data", "ingest", "--use-case", USE_CASE, str(binary), "--json", env=cli_env, check=False)
+    assert result.returncode == 3, result.stderr  # a file rejected whole: the script can tell it from success
+    report = json.loads(result.stdout)
+    assert "rejected whole" in result.stderr and "s3://" in result.stderr
     assert report["files_quarantined"] == 1
     assert report["rows_in"] == report["rows_accepted"] + report["rows_quarantined"]
     sha16 = hashlib.sha256(binary.read_bytes()).hexdigest()[:16]

@@ -577,16 +577,18 @@ def test_ping_answers_at_once_while_a_prediction_runs(slow_server):
 
 
 @LIFECYCLE
-def test_a_killed_worker_is_replaced_and_the_endpoint_answers_again(slow_server):
+def test_a_killed_worker_is_replaced_and_requests_wait_for_its_model_instead_of_failing(slow_server):
     [worker] = slow_server.workers()
 
     import os
 
     os.kill(worker, signal.SIGKILL)
-    statuses = slow_server.wait_ready()  # the supervisor starts a new worker, which loads the model again
-    response = slow_server.post("/invocations", "1,2,3\n")
+    # sent at once: it waits in the supervisor's socket until the replacement has loaded its model and accepts
+    waiting = slow_server.post("/invocations", "1,2,3\n", timeout=60)
+    statuses = slow_server.wait_ready()
 
-    assert statuses[-1] == 200 and response.status == 200, slow_server.log()
+    assert waiting.status == 200, (waiting.body, slow_server.log())
+    assert statuses == [200], "the replacement answered before its model was loaded"
     assert slow_server.workers() and slow_server.workers() != [worker]
     assert "died" in slow_server.log()
 

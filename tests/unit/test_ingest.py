@@ -367,10 +367,7 @@ def test_quarantine_jsonl_has_one_object_per_quarantined_row() -> None:
         pytest.param(
             csv_bytes(rows(1)).replace(b"ops@", "Müller@".encode("latin-1")), "r.csv", "encoding", id="latin-1"
         ),
-        pytest.param(
-            codecs.BOM_UTF16_LE + csv_bytes(rows(1)).decode().encode("utf-16-le"), "r.csv", "encoding", id="utf-16"
-        ),
-        pytest.param(csv_bytes(rows(1)).replace(b"P-001", b"P-\x0001"), "r.csv", "binary_file", id="nul-byte"),
+        pytest.param(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), "r.csv", "binary_file", id="png"),
         pytest.param(gzip.compress(csv_bytes(rows(5))), "readings.csv", "binary_file", id="gzip-named-csv"),
         pytest.param(b"PAR1 this is not parquet", "readings.parquet", "unreadable:parquet", id="not-parquet"),
         pytest.param(csv_bytes(rows(1)), "readings.parquet", "unreadable:parquet", id="csv-named-parquet"),
@@ -410,10 +407,124 @@ def test_unknown_column_rejects_the_file_under_a_strict_contract() -> None:
     assert result.rows_quarantined == 2
 
 
-def test_a_repeated_header_name_is_an_unknown_column() -> None:
-    result = ingest(csv_bytes(rows(1), [*COLUMNS, "site"]))
+# -- header names ---------------------------------------------------------------------------------------------------
 
-    assert result.file_rejection == "unknown_column:site"
+
+def header_file(header: str, count: int = 4) -> bytes:
+    """``count`` good rows under a header line written as given (its fields in the contract's order)."""
+    lines = [header] + [",".join(r[c] for c in COLUMNS) for r in rows(count)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        pytest.param(",".join(COLUMNS).replace("site", "site,site", 1), "duplicate_column:site", id="repeated"),
+        pytest.param(",".join(COLUMNS).replace("site", "site,Site", 1), "duplicate_column:site", id="repeated-case"),
+        pytest.param(",".join(COLUMNS).replace("pump_id", "Pump_ID"), "column_name_case:Pump_ID→pump_id", id="case"),
+        pytest.param(
+            ",".join(COLUMNS).replace("pump_id", " PUMP_ID "), "column_name_case:PUMP_ID→pump_id", id="case-and-blanks"
+        ),
+        pytest.param(",".join(COLUMNS) + ",", "empty_column_name", id="trailing-delimiter"),
+        pytest.param(",".join(COLUMNS).replace("site,", "site,,", 1), "empty_column_name", id="empty-name"),
+        pytest.param(",".join(COLUMNS) + ",colour,", "empty_column_name", id="empty-before-unknown"),
+    ],
+)
+def test_a_header_name_that_cannot_be_trusted_rejects_the_file_with_its_rows_counted(header: str, reason: str) -> None:
+    data = header_file(header)
+    if header.count(",") != len(COLUMNS) - 1:  # the rows carry the extra field too
+        extra = header.count(",") - len(COLUMNS) + 1
+        data = header_file(header).replace(b"0\n", b"0" + b"," * extra + b"\n")
+
+    result = ingest(data)
+
+    assert result.report() == {
+        "rows_in": 4,
+        "rows_accepted": 0,
+        "rows_quarantined": 4,
+        "files_quarantined": 1,
+        "reasons": {reason: 4},
+        "dropped_columns": [],
+        "file_rejection": reason,
+    }
+
+
+def test_header_names_with_surrounding_blanks_are_the_declared_columns() -> None:
+    result = ingest(header_file(",".join(f" {c}\t" for c in COLUMNS)))
+
+    assert (result.rows_in, result.rows_accepted, result.file_rejection) == (4, 4, None)
+
+
+def test_json_keys_are_matched_as_csv_header_names_are() -> None:
+    spaced = [{(" site " if k == "site" else k): v for k, v in r.items()} for r in rows(3)]
+    cased = [{("Site" if k == "site" else k): v for k, v in r.items()} for r in rows(3)]
+
+    from_spaced, from_cased = ingest(jsonl_bytes(spaced), "r.jsonl"), ingest(jsonl_bytes(cased), "r.jsonl")
+
+    assert (from_spaced.rows_accepted, from_spaced.file_rejection) == (3, None)
+    assert (from_cased.rows_in, from_cased.reasons) == (3, {"column_name_case:Site→site": 3})
+
+
+def test_a_lenient_contract_drops_an_empty_column_name() -> None:
+    header = ",".join(c for c in ENERGY.column_names if c not in ("shift_lead", "humidity_pct")) + ","
+    data = f"{header}\nPV-01,solar,2024-03-01T10:00:00Z,500,20,3,10,50,20,\n".encode()
+
+    result = ingest(data, contract=ENERGY)
+
+    assert (result.rows_accepted, result.dropped_columns) == (1, ("",))
+
+
+# -- encodings and NUL bytes ----------------------------------------------------------------------------------------
+
+
+def readings(count: int, **changes: str) -> list[dict[str, str]]:
+    """``count`` good rows of one pump, ten minutes apart from 2024-03-01 00:00 (any count, across days)."""
+    start = dt.datetime(2024, 3, 1, tzinfo=dt.timezone.utc)
+    return [row(timestamp=(start + dt.timedelta(minutes=10 * i)).strftime("%Y-%m-%dT%H:%M:%SZ"), **changes)
+            for i in range(count)]
+
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_utf16_and_utf32_text_is_read_with_every_row_counted_once(encoding: str) -> None:
+    records = readings(1000)
+    records[7] = row(timestamp=records[7]["timestamp"], site="plant-mars")
+
+    result = ingest(csv_bytes(records).decode().encode(encoding))
+
+    assert (result.rows_in, result.rows_accepted, result.reasons) == (1000, 999, {"not_allowed:site": 1})
+
+
+def test_nul_bytes_in_two_fields_quarantine_those_two_rows_and_the_rest_is_read() -> None:
+    data = csv_bytes(readings(1000))
+    data = data.replace(b"plant-north,2024-03-01T00:10", b"plant\x00north,2024-03-01T00:10")
+    data = data.replace(b"2024-03-01T00:20:00Z,ops@example.com,1.5", b"2024-03-01T00:20:00Z,ops@example.com,1.\x005")
+
+    result = ingest(data)
+
+    assert (result.rows_in, result.rows_accepted, result.rows_quarantined) == (1000, 998, 2)
+    assert result.reasons == {"nul_byte:site": 1, "nul_byte:vibration_rms": 1}
+    assert [(q["_row"], q["_reason"]) for q in result.quarantined_rows] == [(2, "nul_byte:site"),
+                                                                             (3, "nul_byte:vibration_rms")]
+
+
+def test_an_escaped_nul_in_json_is_quarantined_like_a_nul_byte() -> None:
+    records = rows(3)
+    records[1] = {**records[1], "pump_id": "P-0\x0001"}
+
+    result = ingest(jsonl_bytes(records), "r.jsonl")
+
+    assert (result.rows_in, result.rows_accepted, result.reasons) == (3, 2, {"nul_byte:pump_id": 1})
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "cp1252", "shift_jis"])
+def test_text_in_another_encoding_is_rejected_with_its_rows_counted(encoding: str) -> None:
+    data = csv_bytes(readings(1000, operator_email="Müller@example.com" if encoding != "shift_jis" else "日本@example.com"))
+
+    result = ingest(data.decode().encode(encoding))
+
+    assert (result.file_rejection, result.rows_in, result.rows_quarantined) == ("encoding", 1000, 1000)
+    assert result.reasons == {"encoding": 1000}
 
 
 def test_unknown_columns_are_dropped_and_reported_under_a_lenient_contract() -> None:

@@ -335,3 +335,96 @@ def test_the_handler_runs_from_an_asset_folder_holding_only_itself_its_sibling_a
     assert completed.returncode == 0, completed.stderr
     record = json.loads(completed.stdout.strip().splitlines()[-1])
     assert (record["status"], record["rows_accepted"]) == ("ingested", 2)
+
+
+# -- the ledger claim ---------------------------------------------------------------------------------------------
+
+
+def _event(aws: Aws, key: str, body: bytes, event_id: str) -> dict[str, Any]:
+    event = aws.land(key, body)
+    event["id"] = event_id
+    return event
+
+
+def test_a_concurrent_second_ingestion_of_the_same_content_reports_already_ingested(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    body = csv(*GOOD_ROWS, BAD_ROW)
+    first_event, second_event = (_event(aws, "pump-health/readings.csv", body, i) for i in ("event-1", "event-2"))
+    checking, release = threading.Event(), threading.Event()
+    ingest_file = aws.landing.ingest_file
+
+    def slow_ingest_file(*args: Any, **kwargs: Any) -> Any:
+        checking.set()
+        release.wait(30)
+        return ingest_file(*args, **kwargs)
+
+    monkeypatch.setattr(aws.landing, "ingest_file", slow_ingest_file)
+    results: dict[str, dict[str, Any]] = {}
+    worker = threading.Thread(target=lambda: results.update(first=aws.invoke(first_event)))
+    worker.start()
+    assert checking.wait(30)
+
+    second = aws.invoke(second_event)
+    release.set()
+    worker.join(30)
+
+    assert (results["first"]["status"], second["status"]) == ("ingested", "already_ingested")
+    assert [r["rows_in"] for r in (results["first"], second) if r["status"] == "ingested"] == [3]
+    assert len([k for k in aws.objects(RAW) if k.endswith(".parquet")]) == 2
+
+
+def _die_after_claiming(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next ingestion stops after its claim and leaves it behind, as a killed function does."""
+
+    def killed(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(aws.landing, "ingest_file", killed)
+    monkeypatch.setattr(aws.landing, "_release", lambda *args: None)
+
+
+def test_a_claim_left_by_a_dead_function_blocks_other_uploads_only_until_it_expires(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime as dt
+
+    aws.land("pump-health/readings.csv", csv(*GOOD_ROWS))
+    start = dt.datetime(2024, 3, 2, 6, 0, tzinfo=dt.timezone.utc)
+    ingest = partial(aws.landing.ingest_object, LANDING, "pump-health/readings.csv", run_seconds=300)
+    with monkeypatch.context() as patch:
+        _die_after_claiming(aws, patch)
+        with pytest.raises(RuntimeError, match="killed"):
+            ingest(claim_id="dead", now=start)
+
+    during = ingest(claim_id="other", now=start + dt.timedelta(seconds=300))
+    after = ingest(claim_id="other", now=start + dt.timedelta(seconds=300 + aws.landing.CLAIM_MARGIN_SECONDS + 1))
+
+    assert (during["status"], during["claimed_by"]) == ("already_ingested", "dead")
+    assert (after["status"], after["rows_accepted"]) == ("ingested", 2)
+
+
+def test_a_retry_of_the_same_event_takes_its_own_claim_over_at_once(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    event = _event(aws, "pump-health/readings.csv", csv(*GOOD_ROWS), "event-1")
+    with monkeypatch.context() as patch:
+        _die_after_claiming(aws, patch)
+        with pytest.raises(RuntimeError, match="killed"):
+            aws.invoke(event)
+
+    retried = aws.invoke(event)
+
+    assert (retried["status"], retried["rows_accepted"]) == ("ingested", 2)
+
+
+def test_a_failed_ingestion_gives_its_claim_back(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    body = csv(*GOOD_ROWS)
+    with monkeypatch.context() as patch:
+        patch.setattr(aws.landing, "ingest_file", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("failed")))
+        with pytest.raises(RuntimeError, match="failed"):
+            aws.invoke(_event(aws, "pump-health/readings.csv", body, "event-1"))
+
+    assert aws.objects(RAW) == {}
+    record = aws.invoke(_event(aws, "pump-health/readings.csv", body, "event-2"))
+    assert (record["status"], record["rows_accepted"]) == ("ingested", 2)

@@ -46,7 +46,8 @@ def test_only_staging_and_prod_are_targets():
         promotion.rollback("pump-health", to="staging")
 
 
-def test_rollback_with_a_version_is_one_sentence_on_the_command_line(capsys):
+def test_rollback_with_a_version_is_one_sentence_on_the_command_line(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("MODELWERK_STATE_DIR", str(tmp_path))  # no local mode to point at: the environment stays
     assert cli.main(["promote", "--use-case", "pump-health", "3", "--to", "prod", "--rollback", "--json"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""

@@ -24,7 +24,8 @@ from modelwerk.local.lambdas import LambdaContext
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENT = json.loads((ROOT / "tests" / "events" / "model_package_approved.json").read_text())
-BUCKET = "modelwerk-registry-promotion-111111111111-eu-central-1"
+#: Not the deployed bucket's name: an embedded AWS earlier in the process may hold that name in moto's global registry.
+BUCKET = "test-promotion-source-111111111111"
 KEY = "promotion/pump-health/source.zip"
 PIPELINE = "modelwerk-pump-health-promotion"
 ENVIRONMENT = {

@@ -259,3 +259,37 @@ def test_predictions_become_json_native_values():
 )
 def test_predictions_are_encoded_in_each_format(fmt, body):
     assert codecs.encode([1, 0.25, "ok", "a, b", None, True], fmt) == body
+
+
+# -- client input that is never a 5xx (issue 17) -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "1e309", "9" * 400])
+def test_a_number_that_is_not_finite_is_refused_naming_row_and_column(value):
+    with pytest.raises(BadRequest, match=r"row 2, column 'f1' \(double\).*a finite number"):
+        NUMBERS.array(NUMBERS.rows(f"1,2,3\n1,{value},3\n".encode(), CSV))
+
+
+@pytest.mark.parametrize("body", ['[[1, NaN, 3]]', '[[1, Infinity, 3]]', '[[1, -Infinity, 3]]'])
+def test_json_constants_for_non_finite_numbers_are_refused(body):
+    with pytest.raises(BadRequest, match="JSON has no"):
+        NUMBERS.rows(body.encode(), JSON)
+
+
+def test_a_huge_json_integer_is_refused_as_not_finite():
+    with pytest.raises(BadRequest, match=r"row 1, column 'f0'.*a finite number"):
+        NUMBERS.array(NUMBERS.rows(f"[[{'9' * 5000}, 1, 2]]".encode(), JSON))
+
+
+@pytest.mark.parametrize("fmt", [JSON, JSONLINES])
+def test_deep_json_is_refused(fmt):
+    with pytest.raises(BadRequest, match="nests more than"):
+        NUMBERS.rows(("[" * 10_000 + "]" * 10_000).encode(), fmt)
+
+
+def test_a_missing_value_is_refused_only_where_the_contract_requires_one():
+    schema = InputSchema([{"name": "a", "type": "double", "required": True}, {"name": "b", "type": "double"}])
+
+    assert math.isnan(schema.array(schema.rows(b"1,\n", CSV))[0, 1])
+    with pytest.raises(BadRequest, match=r"row 2, column 'a' \(double\).*required"):
+        schema.array(schema.rows(b"1,2\nnan,2\n", CSV))

@@ -4,7 +4,9 @@ Exit codes: 0 after a graceful stop (SIGTERM or SIGINT: requests in flight are a
 the model cannot be loaded or the server cannot start, 2 for bad settings or arguments (one line on stderr).
 
 The supervisor (uvicorn's ``Multiprocess``, also for one worker) binds the port, starts the workers and replaces a
-worker that dies, so the endpoint survives a crashed worker; requests wait in the socket's backlog meanwhile.
+worker that dies, so the endpoint survives a crashed worker: the supervisor keeps the listening socket, and a
+replacement worker loads its model before it accepts a connection, so requests wait in the socket's backlog (or go to
+the other workers) instead of meeting a worker that answers 503 "the model is loading".
 """
 
 from __future__ import annotations
@@ -78,6 +80,14 @@ def serve(settings: Settings, model_folder: Path | None) -> int:
 
     from modelwerk_serving.app import App
 
+    class Supervisor(Multiprocess):
+        """uvicorn's supervisor, with the workers started after the first ones marked as replacements: the App is
+        pickled into a worker when it starts, so the mark reaches only the workers started from then on."""
+
+        def init_processes(self) -> None:
+            super().init_processes()
+            self.config.app.replacement = True
+
     config = uvicorn.Config(
         App(settings, model_folder),
         host=settings.host,
@@ -97,7 +107,7 @@ def serve(settings: Settings, model_folder: Path | None) -> int:
         sock = config.bind_socket()
     except SystemExit:  # uvicorn logged why (the port is taken, the host is not this machine's)
         return 1
-    supervisor = Multiprocess(config, sockets=[sock])
+    supervisor = Supervisor(config, sockets=[sock])
     supervisor.run()
     if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
         logger.error("the server stopped: a worker could not start (see the lines above)")

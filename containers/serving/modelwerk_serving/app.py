@@ -10,7 +10,9 @@ Routes
 
 Errors
     Every failure is a status code and ``{"message": "<one line>"}``: 4xx for what the caller can fix, 5xx only for
-    the server's own faults (logged with their traceback, which the caller never sees).
+    the server's own faults (logged with their traceback, which the caller never sees). Reading a request body into
+    the model's features is the caller's side by construction: whatever fails there answers 400 (the codecs name
+    the row and column of a bad value; anything unforeseen is logged and still answers 400, never 500).
 
 Speed
     A plain ASGI callable: one comparison per route, response headers built once, nothing logged per request. The
@@ -80,6 +82,10 @@ class App:
         self._executor: ThreadPoolExecutor | None = None
         self._workdir: Path | None = None
         self._loading: asyncio.Task | None = None
+        #: Set by the supervisor for workers that replace one that died: such a worker loads its model before it
+        #: accepts a connection, so the endpoint's traffic never meets it unready (the first workers answer /ping 503
+        #: while they load, as SageMaker's contract has it: nothing is served before /ping says 200).
+        self.replacement = False
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -149,8 +155,14 @@ class App:
             model = await self._registry.get(name)
         else:
             model = self._model
-        rows = model.schema.rows(body, request_format)
-        features = model.features(rows)
+        try:
+            rows = model.schema.rows(body, request_format)
+            features = model.features(rows)
+        except HTTPError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reading the caller's body: whatever fails there is about the body
+            logger.warning("a request body could not be read: %s", _one_line(exc), exc_info=exc)
+            raise BadRequest(f"the body cannot be read as rows of the model's columns: {_one_line(exc)}") from None
         try:
             predictions = await model.predict(features, len(rows))
         except Exception as exc:  # noqa: BLE001 - sorted into the caller's fault (4xx) or the model's (5xx)
@@ -212,6 +224,8 @@ class App:
                     logger.error("the server cannot start: %s", exc)
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                if self.replacement and self._loading is not None:
+                    await self._loading  # uvicorn accepts connections only after startup completes
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self._shutdown()
@@ -311,6 +325,10 @@ async def _answer(send: Any, status: int, body: bytes, content_type: bytes) -> N
 
 def _json(document: Any) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode("utf-8")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
 
 
 def _message(text: str) -> bytes:

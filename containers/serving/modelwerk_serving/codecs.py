@@ -9,8 +9,14 @@ Requests
 Values
     By the column's type in the model's ``input_schema`` (the contract's types, or Glue's names for them): numbers
     (``double``, ``integer``, ``bigint``, ...) become float64, booleans 1.0/0.0 (``true``/``false``/``1``/``0``),
-    strings stay strings, timestamps are ISO-8601 times. An empty value or ``null`` is missing (NaN); whether the
-    model accepts missing values is the model's business.
+    strings stay strings, timestamps are ISO-8601 times. An empty value, ``null`` or ``nan`` is missing (NaN),
+    refused in a column the contract requires (``"required": true`` in ``input_schema``, the rule its training data
+    had) and otherwise the model's business. A number must be finite: ``inf``, ``-inf`` and what overflows float64
+    (``1e309``, a 400-digit integer) are refused, as JSON's ``NaN``/``Infinity`` constants are.
+
+Limits
+    The body is at most SageMaker's 6 MB (the app checks) and JSON at most :data:`MAX_JSON_DEPTH` deep. Every refusal
+    is a :class:`BadRequest` (400) naming the row and the column; reading a body never answers 5xx.
 
 Responses
     ``text/csv``: one prediction per line. ``application/json``: ``{"predictions": [...]}``.
@@ -57,6 +63,11 @@ _KINDS = {
 _PARAMETERS = re.compile(r"\(.*\)$")  # decimal(10,2), varchar(64)
 _BOOLEAN_TEXT = {"true": 1.0, "false": 0.0, "1": 1.0, "0": 0.0, "1.0": 1.0, "0.0": 0.0}
 _NAN = float("nan")
+#: How deep a JSON request may nest: ``{"instances": [[...]]}`` is 3; a value is never a container.
+MAX_JSON_DEPTH = 8
+#: JSON integers longer than this are read as floats (exact to 2**53 anyway), so a huge one overflows to inf and is
+#: refused as not finite instead of costing a quadratic int conversion.
+_LONGEST_INT = 18
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -130,18 +141,20 @@ class InputSchema:
     def __init__(self, fields: Sequence[Mapping[str, Any]]):
         if not isinstance(fields, Sequence) or isinstance(fields, str) or not fields:
             raise ModelLoadError("metadata.json: input_schema must be a non-empty list of {name, type}")
-        names, types = [], []
+        names, types, required = [], [], []
         for field in fields:
             if not isinstance(field, Mapping) or not isinstance(field.get("name"), str) or "type" not in field:
                 raise ModelLoadError(f"metadata.json: input_schema entry {field!r} is not {{name, type}}")
             names.append(field["name"])
             types.append(str(field["type"]))
+            required.append(field.get("required") is True)
         repeated = sorted(name for name, count in Counter(names).items() if count > 1)
         if repeated:
             raise ModelLoadError(f"metadata.json: input_schema names {repeated} more than once")
         self.names: tuple[str, ...] = tuple(names)
         self.types: tuple[str, ...] = tuple(types)
         self.kinds: tuple[str, ...] = tuple(column_kind(t) for t in types)
+        self.required: tuple[bool, ...] = tuple(required)
         self.width = len(names)
         self._name_set = frozenset(names)
         self._names_list = list(names)
@@ -224,9 +237,9 @@ class InputSchema:
         if self._numbers_only:
             try:
                 array = np.array(rows, dtype=np.float64)
-                if array.ndim == 2:  # not values that are lists themselves
+                if array.ndim == 2 and np.isfinite(array).all():  # not lists as values, nothing missing or infinite
                     return array
-            except (ValueError, TypeError):
+            except (ValueError, TypeError, OverflowError):
                 pass  # an empty value, or a value that is not a number: the column readers say which
         out = np.empty((len(rows), self.width), dtype=np.float64)
         for j, kind in enumerate(self.kinds):
@@ -262,24 +275,45 @@ class InputSchema:
         try:
             array = np.array([_NAN if v is None or v == "" else v for v in values], dtype=np.float64)
             if array.ndim == 1:  # not a list of lists
-                return array
-        except (ValueError, TypeError):
+                return self._checked(array, values, j)
+        except (ValueError, TypeError, OverflowError):
             pass
         for number, value in enumerate(values, start=1):
-            if isinstance(value, (list, dict)):
+            if isinstance(value, (list, dict, bool)):
                 raise self._bad(number, j, value, "a number")
             if isinstance(value, str) and value:
                 try:
                     float(value)
                 except ValueError:
                     raise self._bad(number, j, value, "a number") from None
+            if isinstance(value, int) and not isinstance(value, bool):
+                try:
+                    float(value)
+                except OverflowError:
+                    raise self._bad(number, j, value, "a finite number (it overflows a double)") from None
         raise BadRequest(f"column {self.names[j]!r} ({self.types[j]}) holds values that are not numbers")
+
+    def _checked(self, array: np.ndarray, values: list[Any], j: int) -> np.ndarray:
+        """``array`` when every value is finite, or missing in a column that allows it; else 400 naming the first."""
+        finite = np.isfinite(array)
+        if finite.all():
+            return array
+        missing = np.isnan(array)
+        bad = ~finite & ~missing if not self.required[j] else ~finite
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            if missing[first]:
+                raise self._bad(first + 1, j, values[first], "a value (the column is required: no missing values)")
+            raise self._bad(first + 1, j, values[first], "a finite number")
+        return array
 
     def _booleans(self, rows: list[list[Any]], j: int) -> np.ndarray:
         out = np.empty(len(rows), dtype=np.float64)
         for i, row in enumerate(rows):
             value = row[j]
             if value is None or value == "":
+                if self.required[j]:
+                    raise self._bad(i + 1, j, value, "a value (the column is required: no missing values)")
                 out[i] = _NAN
             elif isinstance(value, (bool, int, float)) and value in (0, 1):
                 out[i] = float(value)
@@ -294,6 +328,8 @@ class InputSchema:
         for i, row in enumerate(rows):
             value = row[j]
             if value is None or value == "":
+                if self.required[j]:
+                    raise self._bad(i + 1, j, value, "a value (the column is required: no missing values)")
                 out.append(_NAN)
             elif isinstance(value, str):
                 out.append(value)
@@ -311,6 +347,8 @@ class InputSchema:
             value = row[j]
             if value is not None and not isinstance(value, str):
                 raise self._bad(i + 1, j, value, "an ISO-8601 time")
+            if not value and self.required[j]:
+                raise self._bad(i + 1, j, value, "a value (the column is required: no missing values)")
             texts.append(value or None)
         parsed = pd.to_datetime(pd.Series(texts, dtype=object), utc=True, format="ISO8601", errors="coerce")
         bad = parsed.isna() & pd.Series([t is not None for t in texts])
@@ -339,11 +377,43 @@ def _short(names: Iterable[str], limit: int = 8) -> str:
     return ", ".join(repr(n) for n in names[:limit]) + (", ..." if len(names) > limit else "")
 
 
-def _json_rows(text: str) -> list[Any]:
+def _refuse_constant(name: str) -> Any:
+    raise BadRequest(f"JSON has no {name}: send a finite number, or null for a missing value")
+
+
+def _json_int(text: str) -> int | float:
+    return int(text) if len(text) <= _LONGEST_INT else float(text)
+
+
+def _too_deep(text: str) -> bool:
+    """Whether JSON text nests deeper than :data:`MAX_JSON_DEPTH` (brackets inside strings count too: a body that
+    needs them that deep is no request of this contract either)."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return False
+    depth = deepest = 0
+    for char in re.sub(r'"(?:[^"\\]|\\.)*"|[^\[\]{}]', "", text):
+        depth += 1 if char in "[{" else -1
+        deepest = max(deepest, depth)
+        if deepest > MAX_JSON_DEPTH:
+            return True
+    return False
+
+
+def _parse_json(text: str, where: str) -> Any:
+    """One JSON document with the limits above; :class:`BadRequest` for anything that is not such a document."""
+    if _too_deep(text):
+        raise BadRequest(f"the JSON{where} nests more than {MAX_JSON_DEPTH} deep; a row is a list or an object of "
+                         "values")
     try:
-        document = json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant, parse_int=_json_int)
     except json.JSONDecodeError as exc:
-        raise BadRequest(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise BadRequest(f"malformed JSON{where}: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except (RecursionError, ValueError) as exc:
+        raise BadRequest(f"malformed JSON{where}: {type(exc).__name__}: {exc}") from None
+
+
+def _json_rows(text: str) -> list[Any]:
+    document = _parse_json(text, "")
     if isinstance(document, dict):
         if "instances" in document:
             rows = document["instances"]
@@ -361,10 +431,7 @@ def _jsonlines_rows(text: str) -> list[Any]:
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise BadRequest(f"malformed JSON on line {number}: {exc.msg} at column {exc.colno}") from None
+        rows.append(_parse_json(line, f" on line {number}"))
     return rows
 
 

@@ -24,7 +24,8 @@ HOST = "MODELWERK_SERVING_HOST"
 MODEL_DIR = "MODELWERK_MODEL_DIR"
 MODEL_ROOT = "MODELWERK_MODEL_ROOT"
 MME_MEMORY_MB = "MODELWERK_MME_MEMORY_MB"
-# Data capture (local mode; on AWS the endpoint captures itself).
+# Data capture by the container itself, when it runs alone (on AWS the endpoint captures, and in local mode the
+# SageMaker Runtime route does, as SageMaker's front end).
 CAPTURE_S3_URI = "MODELWERK_CAPTURE_S3_URI"
 CAPTURE_SAMPLING_PERCENT = "MODELWERK_CAPTURE_SAMPLING_PERCENT"
 CAPTURE_FLUSH_SECONDS = "MODELWERK_CAPTURE_FLUSH_SECONDS"

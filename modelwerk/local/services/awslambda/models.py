@@ -299,7 +299,9 @@ class LambdaRuntime:
     def _variables(self, function: FunctionVersion, code_dir: Path) -> dict[str, str]:
         """The environment of an execution environment: the function's variables, its account's credentials and
         Lambda's reserved variables (which a function cannot override)."""
-        inherited = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
+        # MODELWERK_EMBEDDED_AWS marks the processes of this embedded AWS, which a later 'local up' stops if it died
+        inherited = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR", "MODELWERK_EMBEDDED_AWS")
+                     if k in os.environ}
         return {
             **inherited, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", "TZ": ":UTC",
             # No X-Ray daemon runs locally: Powertools' tracer stays off unless the function says otherwise.

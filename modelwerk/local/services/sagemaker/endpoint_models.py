@@ -4,9 +4,10 @@ An endpoint's production variants run as fleets of the serving container (:mod:`
 ``start_fleet``: one process per variant and fleet), each with its model's container as SageMaker resolves it (the
 model's ``PrimaryContainer`` or first of ``Containers``; a ``ModelPackageName`` read in the package's own account;
 ``ModelDataUrl`` a ``model.tar.gz`` extracted, or in ``MultiModel`` mode the prefix its models are loaded from) and
-the endpoint config's data capture, written with the endpoint account's credentials. The record each endpoint keeps
-under ``endpoints/<account>/<region>/<name>.json`` (replaced in one step) tells the SageMaker Runtime where its
-traffic goes. Creation and updates run in the background and report through ``DescribeEndpoint`` and the
+the endpoint config's data capture, which the SageMaker Runtime performs (the front end captures, as on AWS) with
+the endpoint account's credentials. The record each endpoint keeps under ``endpoints/<account>/<region>/<name>.json``
+(replaced in one step) tells the SageMaker Runtime where its traffic goes and what it captures. Creation and updates
+run in the background and report through ``DescribeEndpoint`` and the
 "SageMaker Endpoint State Change" events; an update is blue/green (:mod:`.endpoint_deployment`).
 """
 
@@ -289,8 +290,7 @@ class EndpointFleets:
         container = self._container(endpoint.account, endpoint.region, variant["ModelName"])
         workdir = self.context.folder("endpoints", endpoint.account, endpoint.region, endpoint.name,
                                       f"{name}-{colour}-{generation}")
-        environment = {**container.environment, **self.context.credentials(endpoint.account, endpoint.region),
-                       **_capture_environment(capture)}
+        environment = {**container.environment, **self.context.credentials(endpoint.account, endpoint.region)}
         extra: dict[str, Any] = {}
         if container.mode == "MultiModel":
             if not container.model_data_url:
@@ -381,13 +381,17 @@ class EndpointFleets:
             weights.update({v["VariantName"]: float(v.get("InitialVariantWeight", 1.0))
                             for v in endpoint.pending["variants"]})
         running = [*endpoint.fleets, *(endpoint.pending or {}).get("fleets", [])]
+        captures = {endpoint.config_name: endpoint.capture}
+        if endpoint.pending:
+            captures[endpoint.pending["EndpointConfigName"]] = endpoint.pending["capture"]
         fleets.write_record(self._folder(endpoint), {
             "endpoint": endpoint.name, "account": endpoint.account, "region": endpoint.region,
             "status": endpoint.status, "config": endpoint.config_name,
             "mode": running[0].mode if running else "SingleModel",
             "variants": [{"name": f.variant, "fleet": f.fleet, "config": f.config, "url": f.url, "pid": f.pid,
                           "log": f.log, "mode": f.mode, "weight": round(weights.get(f.variant, 1.0) * f.share, 6),
-                          "model_data_prefix": f.model_data_prefix, "model_cache_dir": f.model_cache_dir}
+                          "model_data_prefix": f.model_data_prefix, "model_cache_dir": f.model_cache_dir,
+                          "capture": captures.get(f.config)}
                          for f in running],
             "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
 
@@ -490,25 +494,17 @@ def _variant_status(status: str) -> dict[str, Any]:
     return {"Status": status, "StartTime": datetime.now(timezone.utc)}
 
 
-def _capture_environment(capture: dict[str, Any] | None) -> dict[str, str]:
-    """The serving container's data capture, as the endpoint config's DataCaptureConfig asks (capture is on by
-    default once a DataCaptureConfig is given)."""
-    if not capture or not capture.get("EnableCapture", True) or not capture.get("DestinationS3Uri"):
-        return {}
-    sampling = int(capture.get("InitialSamplingPercentage", 100))
-    if sampling <= 0:
-        return {}
-    environment = {"MODELWERK_CAPTURE_S3_URI": capture["DestinationS3Uri"],
-                   "MODELWERK_CAPTURE_SAMPLING_PERCENT": str(sampling), "MODELWERK_CAPTURE_FLUSH_SECONDS": "1"}
-    if capture.get("KmsKeyId"):
-        environment["MODELWERK_CAPTURE_KMS_KEY_ID"] = capture["KmsKeyId"]
-    return environment
+def _captures(capture: dict[str, Any] | None) -> bool:
+    """Whether the endpoint config's DataCaptureConfig captures anything (on by default once one is given); the
+    SageMaker Runtime captures as the record's ``capture`` says."""
+    return bool(capture and capture.get("EnableCapture", True) and capture.get("DestinationS3Uri")
+                and float(capture.get("InitialSamplingPercentage", 100)) > 0)
 
 
 def _capture_summary(capture: dict[str, Any], *, running: bool) -> dict[str, Any]:
     enabled = bool(capture.get("EnableCapture", True))
     summary = {"EnableCapture": enabled,
-               "CaptureStatus": "Started" if enabled and running and _capture_environment(capture) else "Stopped",
+               "CaptureStatus": "Started" if enabled and running and _captures(capture) else "Stopped",
                "CurrentSamplingPercentage": int(capture.get("InitialSamplingPercentage", 0)),
                "DestinationS3Uri": capture.get("DestinationS3Uri", "")}
     if capture.get("KmsKeyId"):

@@ -2,7 +2,9 @@
 
 The server starts :mod:`modelwerk.local.runtime` in the background when it starts, over the endpoint records of
 every account (``endpoints/<account>/<region>/``), and stops it when it stops. Clients reach it through
-``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``, which ``local up`` sets from the control ``runtime``.
+``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``, which ``local up`` sets from the control ``runtime``. It captures the
+endpoints' requests through a spool under ``local/capture-spool`` of the state folder: a runtime started after a
+crash writes what the dead one spooled.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class RuntimeProcess:
             url = f"http://127.0.0.1:{port}"
             records = self.context.folder("endpoints")
             samples = self.context.folder("local", "metrics")
+            spool = self.context.folder("local", "capture-spool")
             log_path = self.context.folder("local") / "sagemaker-runtime.log"
             variables = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
             variables.update(self.context.credentials(DEFAULT_ACCOUNT_ID))
@@ -70,7 +73,7 @@ class RuntimeProcess:
                 self._process = subprocess.Popen(
                     [sys.executable, "-m", "modelwerk.local.runtime", "--port", str(port), "--records-dir",
                      str(records), "--server", self.context.endpoint_url, "--region", self.context.default_region,
-                     "--samples-dir", str(samples)],
+                     "--samples-dir", str(samples), "--capture-spool", str(spool)],
                     stdout=stream, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                     env=variables, cwd=str(checkout_root(self.context.root)))
             deadline = time.monotonic() + START_TIMEOUT_SECONDS

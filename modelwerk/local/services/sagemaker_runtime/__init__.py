@@ -13,9 +13,10 @@ from urllib.parse import urlsplit
 
 from modelwerk.local.services._routing import Call, Reply, Route, Service
 
-#: The request headers InvokeEndpoint's model sends (and the signature's), passed on as they came.
+#: The request headers InvokeEndpoint's model sends (and the signature's, and botocore's call id, which the runtime
+#: keeps as the capture's event id so that a retried call is captured once), passed on as they came.
 _PASSED_ON = ("authorization", "content-type", "accept", "x-amz-date", "x-amz-security-token",
-              "x-amz-content-sha256", "x-amzn-sagemaker-")
+              "x-amz-content-sha256", "x-amzn-sagemaker-", "amz-sdk-")
 
 
 def invoke_endpoint(call: Call) -> Reply:
