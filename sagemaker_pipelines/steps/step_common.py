@@ -355,11 +355,14 @@ def _iso(value: Any) -> str:
 
 
 def schema_document(contract: Contract) -> dict[str, Any]:
-    """``schema.json``: the model's inputs with their contract types, the label, the task."""
+    """``schema.json``: the model's inputs with their contract types and whether the contract requires them (the
+    serving container refuses a missing value only where the training data could not have one), the label, the
+    task."""
     return {
         "format": FORMAT,
         "use_case": contract.use_case,
-        "input_schema": [{"name": n, "type": contract.column(n).type} for n in contract.input_schema],
+        "input_schema": [{"name": n, "type": contract.column(n).type, "required": contract.column(n).required}
+                         for n in contract.input_schema],
         "label": contract.label,
         "label_type": contract.column(contract.label).type,
         "task": contract.task,

@@ -286,7 +286,9 @@ def test_splits_carry_the_model_columns_and_their_schema(chain) -> None:
     for name in sc.SPLITS:
         assert read_csv(out / name / f"{name}.csv").columns.tolist() == contract.input_schema + [contract.label]
         schema = json.loads((out / name / "schema.json").read_text())
-        assert schema["input_schema"] == [{"name": n, "type": contract.column(n).type} for n in contract.input_schema]
+        assert schema["input_schema"] == [
+        {"name": n, "type": contract.column(n).type, "required": contract.column(n).required}
+        for n in contract.input_schema]
         assert (schema["label"], schema["task"]) == (contract.label, contract.task)
     personal_or_key = {*contract.personal_columns, *contract.key, contract.timestamp}
     assert not personal_or_key & set(read_csv(out / "train" / "train.csv").columns)
@@ -321,7 +323,9 @@ def test_metadata_is_the_serving_contract(chain) -> None:
 
     contract = chain["contract"]
     metadata = json.loads((chain["model_dir"] / "metadata.json").read_text())
-    assert metadata["input_schema"] == [{"name": n, "type": contract.column(n).type} for n in contract.input_schema]
+    assert metadata["input_schema"] == [
+        {"name": n, "type": contract.column(n).type, "required": contract.column(n).required}
+        for n in contract.input_schema]
     assert (metadata["label"], metadata["task"]) == (contract.label, contract.task)
     assert metadata["sklearn_version"] == sklearn.__version__
     assert metadata["trained_rows"] == len(read_csv(chain["out"] / "train" / "train.csv"))
