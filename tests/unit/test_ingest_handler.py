@@ -27,6 +27,7 @@ from modelwerk.core.contract import Contract
 from modelwerk.core.ingest import raw_arrow_schema
 from modelwerk.core.pseudonymize import pseudonymize_value
 from modelwerk.local.lambdas import LambdaContext
+from moto_fresh import fresh_mock_aws
 
 
 # Invocations that ingest nothing (already ingested, skipped, failed) publish no metrics; Powertools warns about it.
@@ -104,7 +105,7 @@ def aws(handler_module: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
     for name, value in ENVIRONMENT.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
+    with fresh_mock_aws():
         s3 = boto3.client("s3")
         for bucket in (LANDING, RAW, QUARANTINE):
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})

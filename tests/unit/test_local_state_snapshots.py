@@ -12,9 +12,9 @@ import time
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from modelwerk.local import state
+from moto_fresh import fresh_mock_aws
 
 
 def _environ(method: str, path: str = "/", target: str = "", form: bool = False) -> dict:
@@ -45,7 +45,7 @@ def test_only_requests_that_may_change_something_wait_for_a_snapshot(environ, bo
 
 
 def test_a_snapshot_brings_back_every_version_of_an_object_with_its_ids_and_times(tmp_path):
-    with mock_aws():
+    with fresh_mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="lake")
         s3.put_bucket_versioning(Bucket="lake", VersioningConfiguration={"Status": "Enabled"})
@@ -53,7 +53,7 @@ def test_a_snapshot_brings_back_every_version_of_an_object_with_its_ids_and_time
             s3.put_object(Bucket="lake", Key="raw/a.csv", Body=body)
         before = s3.list_object_versions(Bucket="lake")["Versions"]
         assert state.Snapshots(tmp_path).save(everything=True)
-    with mock_aws():
+    with fresh_mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         assert s3.list_buckets()["Buckets"] == []
         assert state.Snapshots(tmp_path).restore()
@@ -66,7 +66,7 @@ def test_a_snapshot_brings_back_every_version_of_an_object_with_its_ids_and_time
 
 def test_a_snapshot_writes_again_only_the_services_a_change_reached(tmp_path):
     manifest = tmp_path / "local" / "aws" / state.SNAPSHOT
-    with mock_aws():
+    with fresh_mock_aws():
         snapshots = state.Snapshots(tmp_path)
         snapshots.track()
         try:

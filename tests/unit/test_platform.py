@@ -2,10 +2,10 @@
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from modelwerk import platform
 from modelwerk.errors import ConfigurationError, NotFoundError
+from moto_fresh import fresh_mock_aws
 
 
 @pytest.fixture
@@ -17,7 +17,7 @@ def aws(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")
     platform._resolve_cached.cache_clear()
-    with mock_aws():
+    with fresh_mock_aws():
         yield
     platform._resolve_cached.cache_clear()
 

@@ -14,10 +14,10 @@ from types import SimpleNamespace
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
-from moto import mock_aws
 
 from modelwerk.core import promotion_marks
 from modelwerk.local.lambdas import LambdaContext
+from moto_fresh import fresh_mock_aws
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +52,7 @@ def aws(monkeypatch):
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     handler_module = importlib.import_module("lambdas.promotion_record.handler")
-    with mock_aws():
+    with fresh_mock_aws():
         sagemaker = boto3.client("sagemaker")
         sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
         for _ in range(3):

@@ -17,9 +17,9 @@ from types import SimpleNamespace
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
-from moto import mock_aws
 
 from modelwerk.local.lambdas import LambdaContext
+from moto_fresh import fresh_mock_aws
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +65,7 @@ def aws(handler_module, tmp_path, monkeypatch):
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("BUNDLE_DIR", str(tmp_path / "bundle"))
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
+    with fresh_mock_aws():
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
