@@ -354,12 +354,13 @@ class Executions:
             entry["input"]["resolvedConfiguration"] = configuration
             outcome = runner(ActionRun(self, record, entry, action, configuration, run))
         except ActionFailed as error:
-            return self._finish_action(record, entry, FAILED if not run.stop.is_set() else ABANDONED,
-                                       error=error) or error.message
+            self._finish_action(record, entry, FAILED if not run.stop.is_set() else ABANDONED, error=error)
+            return error.message
         except Exception as error:  # noqa: BLE001 - any fault of a runner fails the action with its reason
             log.exception("action %s/%s of %s failed", stage, action["name"], record["pipelineName"])
             failed = ActionFailed(f"{type(error).__name__}: {error}", code="JobFailed")
-            return self._finish_action(record, entry, FAILED, error=failed) or failed.message
+            self._finish_action(record, entry, FAILED, error=failed)
+            return failed.message
         if run.stop.is_set():
             self._finish_action(record, entry, ABANDONED, error=ActionFailed("the execution was stopped"))
             return None
