@@ -275,7 +275,8 @@ def test_the_library_resolves_the_published_serving_bucket(synthesized, monkeypa
     from modelwerk import platform
 
     template = synthesized.template("dev", "Serving")
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "MODELWERK_ENV", "MODELWERK_LOCAL_ROOT"):
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE", "MODELWERK_ENV",
+                 "MODELWERK_LOCAL_ROOT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MODELWERK_LOCAL", "0")
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",

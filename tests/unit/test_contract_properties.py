@@ -16,7 +16,7 @@ import boto3
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from moto import mock_aws
+from moto_fresh import fresh_mock_aws
 
 from modelwerk.core.contract import COLUMN_TYPES, Contract, ContractError
 
@@ -117,7 +117,7 @@ def landing(tmp_path_factory: pytest.TempPathFactory) -> Any:
             patch.setenv(name, value)
         patch.delenv("AWS_ENDPOINT_URL", raising=False)
         module = importlib.import_module("lambdas.ingest.landing")
-        with mock_aws():
+        with fresh_mock_aws():
             yield module
         module.reset()
 

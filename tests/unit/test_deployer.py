@@ -4,7 +4,7 @@ import json
 
 import boto3
 import pytest
-from moto import mock_aws
+from moto_fresh import fresh_mock_aws
 
 from modelwerk.errors import LocalModeError
 from modelwerk.local.assembly import StackArtifact
@@ -59,7 +59,7 @@ def aws(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
+    with fresh_mock_aws():
         yield boto3.Session(region_name="eu-central-1")
 
 

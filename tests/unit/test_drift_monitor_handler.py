@@ -15,7 +15,7 @@ import boto3
 import numpy as np
 import pandas as pd
 import pytest
-from moto import mock_aws
+from moto_fresh import fresh_mock_aws
 
 from modelwerk.core import drift
 from modelwerk.core.capture import capture_line, object_key
@@ -54,7 +54,7 @@ def aws(handler_module, monkeypatch):
     for name, value in ENVIRONMENT.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
+    with fresh_mock_aws():
         s3 = boto3.client("s3")
         for bucket in (SERVING, ARTIFACTS):
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})

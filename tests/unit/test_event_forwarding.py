@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
-from moto import mock_aws
+from moto_fresh import fresh_mock_aws
 
 from modelwerk.local import events
 from modelwerk.local.assembly import StackArtifact
@@ -82,7 +82,7 @@ def accounts(monkeypatch, tmp_path):
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "MODELWERK_LOCAL_ROOT"):
         monkeypatch.delenv(name, raising=False)
     _credentials(monkeypatch)
-    with mock_aws():
+    with fresh_mock_aws():
         yield _sessions(boto3.Session(region_name=REGION))
 
 

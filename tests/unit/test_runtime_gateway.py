@@ -13,7 +13,7 @@ from collections import Counter
 import boto3
 import pytest
 from aiohttp import web
-from moto import mock_aws
+from moto_fresh import fresh_mock_aws
 
 from modelwerk.local import runtime
 
@@ -172,7 +172,7 @@ def _model_archive() -> bytes:
     return out.getvalue()
 
 
-@mock_aws
+@fresh_mock_aws()
 def test_a_multi_model_target_is_fetched_from_the_prefix_and_loaded_on_first_use(tmp_path, loop, monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")
     s3 = boto3.client("s3", region_name="eu-central-1")

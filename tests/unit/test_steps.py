@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from moto import mock_aws
+from moto_fresh import fresh_mock_aws
 
 from modelwerk import settings, synthetic
 from modelwerk.core import snapshot
@@ -481,7 +481,7 @@ def test_snapshot_is_read_at_the_pinned_versions() -> None:
     config = use_case("energy-forecast")
     frame = curated_frame(contract, synthetic.generate(config, rows=200, seed=1))
     objects = parquet_objects(contract, frame)
-    with mock_aws():
+    with fresh_mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
@@ -512,7 +512,7 @@ def test_evaluation_document_has_the_property_file_shape() -> None:
 def test_a_latest_pointer_is_followed_to_its_manifest(tmp_path) -> None:
     contract = use_case("energy-forecast").contract
     frame = curated_frame(contract, synthetic.generate(use_case("energy-forecast"), rows=50, seed=2))
-    with mock_aws():
+    with fresh_mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
