@@ -6,6 +6,11 @@ compares it with the baseline registered with the version it serves, writes a re
 publishes its metrics (Powertools, embedded metric format). It runs on the AWS SDK for pandas and Powertools layers
 by ARN, in the VPC. It may read the capture and ground truth, write reports, describe this account's endpoints and
 read versions and baselines in the registry account: nothing else.
+
+Batch: for each use case scored by an inference pipeline (``batch_use_cases``), a rule sends the function SageMaker's
+``Transform Job State Change`` (``Completed``) of jobs writing under the serving bucket's ``batch/`` prefix; the
+function reads that batch's capture (``capture-batch/<use-case>/``) and the input objects it names, and may describe
+the pipeline's transform jobs and models to find the version's baseline.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from modelwerk import naming
 HANDLER = "handler.handler"
 DEAD_LETTER_RETENTION = Duration.days(14)
 DESCRIBE_ACTIONS = ("sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig", "sagemaker:DescribeModel")
+TRANSFORM_EVENT = "SageMaker Transform Job State Change"
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,7 @@ class DriftMonitorProps:
     """project, env_name: name the function (``naming.drift_monitor_function_name``).
     source_root: the checkout; the asset is ``lambdas/drift_monitor/`` plus ``modelwerk/core/``.
     endpoints: monitored endpoint -> (schedule expression, window minutes); single-model endpoints only.
+    batch_use_cases: use cases whose inference pipeline's batches are monitored when their transform job completes.
     serving_bucket_name, serving_key_arn: the capture's bucket and key (reports and ground truth live there too).
     registry_account, artifact_bucket_name, artifact_key_alias, group_names: where versions and their baselines are.
     memory_size: MiB (default 3008: a window of a million captured rows in pandas).
@@ -63,6 +70,7 @@ class DriftMonitorProps:
     artifact_bucket_name: str
     artifact_key_alias: str
     group_names: tuple[str, ...] = field(default_factory=tuple)
+    batch_use_cases: tuple[str, ...] = field(default_factory=tuple)
     memory_size: int = 3008
     timeout_minutes: int = 10
     log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR
@@ -71,7 +79,7 @@ class DriftMonitorProps:
 
 class DriftMonitor(Construct):
     """Attributes: ``key``, ``function``, ``role``, ``log_group``, ``dead_letter_queue``, ``rule_dead_letter_queue``,
-    ``schedules`` (endpoint -> ``events.Rule``)."""
+    ``schedules`` (endpoint -> ``events.Rule``), ``batch_rule`` (``events.Rule`` or None)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: DriftMonitorProps, vpc: ec2.IVpc,
                  security_group: ec2.ISecurityGroup) -> None:
@@ -119,6 +127,7 @@ class DriftMonitor(Construct):
                 "CAPTURE_PREFIX": naming.capture_prefix(),
                 "REPORT_PREFIX": naming.MONITORING_REPORT_PREFIX,
                 "GROUND_TRUTH_PREFIX": naming.GROUND_TRUTH_PREFIX,
+                "BATCH_CAPTURE_PREFIX": naming.BATCH_CAPTURE_ROOT,
                 "POWERTOOLS_METRICS_NAMESPACE": naming.MONITORING_NAMESPACE,
             },
         )
@@ -146,7 +155,23 @@ class DriftMonitor(Construct):
                     max_event_age=Duration.hours(1),
                 )],
             )
+        self.batch_rule: events.Rule | None = None
+        if props.batch_use_cases:
+            self.batch_rule = events.Rule(
+                self,
+                "BatchRule",
+                description="Monitor each inference pipeline's batch when its transform job completes",
+                event_pattern=events.EventPattern(
+                    source=["aws.sagemaker"], detail_type=[TRANSFORM_EVENT],
+                    detail={"TransformJobStatus": ["Completed"], "TransformOutput": {"S3OutputPath": [
+                        {"prefix": f"s3://{props.serving_bucket_name}/{naming.batch_prefix(u)}"}
+                        for u in sorted(props.batch_use_cases)]}}),
+                targets=[targets.LambdaFunction(self.function, dead_letter_queue=self.rule_dead_letter_queue,
+                                                retry_attempts=2, max_event_age=Duration.hours(1))],
+            )
         self._permissions(props)
+        if props.batch_use_cases:
+            self._batch_permissions(props)
 
     def _queue(self, construct_id: str) -> sqs.Queue:
         return sqs.Queue(self, construct_id, encryption=sqs.QueueEncryption.KMS, encryption_master_key=self.key,
@@ -158,21 +183,11 @@ class DriftMonitor(Construct):
         allow(role, actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[self.log_group.log_group_arn])
         allow_network_interfaces(role, actions=LAMBDA_NETWORK_INTERFACES, describe=["ec2:DescribeNetworkInterfaces"])
         serving = s3.Bucket.from_bucket_name(self, "ServingBucket", props.serving_bucket_name)
-        endpoints = sorted(props.endpoints)
-        allow_objects(role, serving, prefixes=[f"{naming.capture_prefix()}/{e}/" for e in endpoints]
-                      + [naming.ground_truth_prefix(e) for e in endpoints], actions=S3_READ,
-                      reason="Capture objects are keyed by variant and hour, ground truth by upload, under each "
-                             "monitored endpoint's own prefix.")
-        allow_objects(role, serving, prefixes=[f"{naming.MONITORING_REPORT_PREFIX}/{e}/" for e in endpoints],
-                      actions=S3_WRITE, reason="One report per run, keyed by its time, under each endpoint's prefix.")
-        allow(role, actions=["s3:ListBucket"], resources=[serving.bucket_arn], conditions={"StringLike": {
-            "s3:prefix": [f"{naming.capture_prefix()}/{e}/*" for e in endpoints]
-            + [f"{naming.ground_truth_prefix(e)}*" for e in endpoints]}})
+        self.serving_bucket = serving
         allow(role, actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[props.serving_key_arn])
-        allow(role, actions=DESCRIBE_ACTIONS, resources=[
-            stack.format_arn(service="sagemaker", resource=kind, resource_name=f"{e}*")
-            for kind in ("endpoint", "endpoint-config", "model") for e in endpoints],
-            wildcard_reason="An endpoint's configurations and models are named at deployment (<endpoint>-<suffix>).")
+        endpoints = sorted(props.endpoints)
+        if endpoints:
+            self._endpoint_permissions(props, serving, endpoints)
         packages = [f"arn:{stack.partition}:sagemaker:{stack.region}:{props.registry_account}:model-package/{g}/*"
                     for g in props.group_names]
         if packages:
@@ -186,3 +201,39 @@ class DriftMonitor(Construct):
             conditions={"ForAnyValue:StringEquals": {"kms:ResourceAliases": [props.artifact_key_alias]}},
             wildcard_reason="The registry's key id is not known to this stack; the condition admits only the key "
                             "behind the named alias.")
+
+    def _endpoint_permissions(self, props: DriftMonitorProps, serving: s3.IBucket, endpoints: list[str]) -> None:
+        role, stack = self.role, Stack.of(self)
+        allow_objects(role, serving, prefixes=[f"{naming.capture_prefix()}/{e}/" for e in endpoints]
+                      + [naming.ground_truth_prefix(e) for e in endpoints], actions=S3_READ,
+                      reason="Capture objects are keyed by variant and hour, ground truth by upload, under each "
+                             "monitored endpoint's own prefix.")
+        allow_objects(role, serving, prefixes=[f"{naming.MONITORING_REPORT_PREFIX}/{e}/" for e in endpoints],
+                      actions=S3_WRITE, reason="One report per run, keyed by its time, under each endpoint's prefix.")
+        allow(role, actions=["s3:ListBucket"], resources=[serving.bucket_arn], conditions={"StringLike": {
+            "s3:prefix": [f"{naming.capture_prefix()}/{e}/*" for e in endpoints]
+            + [f"{naming.ground_truth_prefix(e)}*" for e in endpoints]}})
+        allow(role, actions=DESCRIBE_ACTIONS, resources=[
+            stack.format_arn(service="sagemaker", resource=kind, resource_name=f"{e}*")
+            for kind in ("endpoint", "endpoint-config", "model") for e in endpoints],
+            wildcard_reason="An endpoint's configurations and models are named at deployment (<endpoint>-<suffix>).")
+
+    def _batch_permissions(self, props: DriftMonitorProps) -> None:
+        """Read each scored use case's batch capture and the records it names; write its batch reports; describe the
+        inference pipelines' transform jobs and the models they ran."""
+        role, stack, serving = self.role, Stack.of(self), self.serving_bucket
+        use_cases = sorted(props.batch_use_cases)
+        allow_objects(role, serving, prefixes=[naming.batch_capture_prefix(u) for u in use_cases]
+                      + [naming.batch_prefix(u) for u in use_cases], actions=S3_READ,
+                      reason="A batch's capture manifests and the records they name live under each scored use "
+                             "case's own prefixes, one folder per pipeline execution.")
+        allow_objects(role, serving, prefixes=[f"{naming.MONITORING_REPORT_PREFIX}/batch/{u}/" for u in use_cases],
+                      actions=S3_WRITE, reason="One report per transform job, under each use case's prefix.")
+        allow(role, actions=["s3:ListBucket"], resources=[serving.bucket_arn], conditions={"StringLike": {
+            "s3:prefix": [f"{naming.batch_capture_prefix(u)}*" for u in use_cases]}})
+        allow(role, actions=["sagemaker:DescribeTransformJob"],
+              resources=[stack.format_arn(service="sagemaker", resource="transform-job", resource_name="pipelines-*")],
+              wildcard_reason="SageMaker Pipelines names each transform job at run time (pipelines-<execution>-...).")
+        allow(role, actions=["sagemaker:DescribeModel"],
+              resources=[stack.format_arn(service="sagemaker", resource="model", resource_name="*")],
+              wildcard_reason="SageMaker Pipelines names the model a pipeline creates at run time.")

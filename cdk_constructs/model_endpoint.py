@@ -9,6 +9,10 @@ A new version (a new model package, or a changed setting) replaces the model and
 updates the endpoint in place: SageMaker provisions a new fleet, shifts traffic to it (canary, linear or all at once),
 watches the rollback alarms while it waits and bakes, and returns every request to the old fleet if one fires.
 The endpoint's name is fixed; the model's and configuration's are left to CloudFormation, which must replace them.
+
+A serverless endpoint (``serverless_memory_mb``) runs on SageMaker Serverless Inference: one variant with a
+``ServerlessConfig`` and no instances, so no auto scaling; and, as SageMaker supports none of them there, no data
+capture, no VPC placement and no network isolation. Its deployments stay blue/green with the same rollback alarms.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from cdk_constructs.nag import SERVERLESS_INFERENCE, acknowledge_checkov
 from modelwerk import naming
 
 #: SageMaker's names for the traffic routings of ``modelwerk.settings.TRAFFIC_ROUTINGS``.
@@ -55,7 +60,9 @@ class ModelEndpointProps:
     traffic_routing, canary_percent, wait_seconds, bake_seconds: the blue/green deployment
         (``modelwerk.settings.EndpointSettings`` documents each).
     network_isolation: the container may make no network call (default True: SageMaker itself downloads the model
-        artifacts and writes the capture; the serving container needs no network).
+        artifacts and writes the capture; the serving container needs no network). Ignored on a serverless endpoint.
+    serverless_memory_mb, serverless_max_concurrency: serve on Serverless Inference with this memory and concurrency
+        (default None: on instances). Then the instance, auto-scaling, capture and network settings do not apply.
     """
 
     endpoint_name: str
@@ -77,10 +84,16 @@ class ModelEndpointProps:
     wait_seconds: int = 300
     bake_seconds: int = 600
     network_isolation: bool = True
+    serverless_memory_mb: int | None = None
+    serverless_max_concurrency: int | None = None
 
     @property
     def multi_model(self) -> bool:
         return self.model_package_arn is None
+
+    @property
+    def serverless(self) -> bool:
+        return self.serverless_memory_mb is not None
 
 
 def maximum_execution_seconds(traffic_routing: str, canary_percent: int, wait_seconds: int, bake_seconds: int) -> int:
@@ -106,13 +119,17 @@ def _check(props: ModelEndpointProps) -> None:
         problems.append("a blue/green deployment needs the alarms it rolls back on")
     if not props.min_instances <= props.initial_instance_count <= props.max_instances:
         problems.append("initial_instance_count must be within min_instances..max_instances")
+    if (props.serverless_memory_mb is None) != (props.serverless_max_concurrency is None):
+        problems.append("a serverless endpoint needs both serverless_memory_mb and serverless_max_concurrency")
+    if props.serverless and props.multi_model:
+        problems.append("a serverless endpoint serves one model: it cannot be multi-model")
     if problems:
         raise ValueError(f"endpoint {props.endpoint_name}: " + "; ".join(problems))
 
 
 class ModelEndpoint(Construct):
     """Attributes: ``model``, ``endpoint_config``, ``endpoint`` (L1 resources), ``scalable_target``,
-    ``scaling_policy``, ``endpoint_name``."""
+    ``scaling_policy`` (None on a serverless endpoint), ``endpoint_name``."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: ModelEndpointProps, role: iam.IRole,
                  key: kms.IAlias) -> None:
@@ -132,9 +149,9 @@ class ModelEndpoint(Construct):
             "Model",
             execution_role_arn=role.role_arn,
             containers=[container],
-            enable_network_isolation=props.network_isolation,
-            vpc_config=sagemaker.CfnModel.VpcConfigProperty(subnets=list(props.subnet_ids),
-                                                            security_group_ids=list(props.security_group_ids)),
+            enable_network_isolation=None if props.serverless else props.network_isolation,
+            vpc_config=None if props.serverless else sagemaker.CfnModel.VpcConfigProperty(
+                subnets=list(props.subnet_ids), security_group_ids=list(props.security_group_ids)),
         )
 
         capture = sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
@@ -147,18 +164,28 @@ class ModelEndpoint(Construct):
             capture_content_type_header=sagemaker.CfnEndpointConfig.CaptureContentTypeHeaderProperty(
                 csv_content_types=list(CSV_CONTENT_TYPES), json_content_types=list(JSON_CONTENT_TYPES)),
         )
-        self.endpoint_config = sagemaker.CfnEndpointConfig(
-            self,
-            "Config",
-            kms_key_id=key.alias_name,
-            production_variants=[sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+        if props.serverless:
+            production_variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+                variant_name=variant,
+                model_name=self.model.attr_model_name,
+                initial_variant_weight=1.0,
+                serverless_config=sagemaker.CfnEndpointConfig.ServerlessConfigProperty(
+                    memory_size_in_mb=props.serverless_memory_mb, max_concurrency=props.serverless_max_concurrency),
+            )
+        else:
+            production_variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
                 variant_name=variant,
                 model_name=self.model.attr_model_name,
                 instance_type=props.instance_type,
                 initial_instance_count=props.initial_instance_count,
                 initial_variant_weight=1.0,
-            )],
-            data_capture_config=capture,
+            )
+        self.endpoint_config = sagemaker.CfnEndpointConfig(
+            self,
+            "Config",
+            kms_key_id=key.alias_name,
+            production_variants=[production_variant],
+            data_capture_config=None if props.serverless else capture,
         )
 
         self.endpoint = sagemaker.CfnEndpoint(
@@ -179,6 +206,12 @@ class ModelEndpoint(Construct):
             ),
         )
 
+        self.scalable_target: autoscaling.CfnScalableTarget | None = None
+        self.scaling_policy: autoscaling.CfnScalingPolicy | None = None
+        if props.serverless:  # SageMaker scales serverless capacity itself, up to MaxConcurrency
+            acknowledge_checkov(self.model, "CKV_AWS_370", SERVERLESS_INFERENCE,
+                                resource_type="AWS::SageMaker::Model")
+            return
         # Application Auto Scaling acts through its service-linked role for SageMaker: no role of ours is needed.
         self.scalable_target = autoscaling.CfnScalableTarget(
             self,

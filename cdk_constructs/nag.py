@@ -84,6 +84,11 @@ IMPORTED_VPC = ("The function runs in the environment's VPC: its subnets and sec
 NO_VPC = ("The registry account has no VPC: the function only calls AWS APIs over their TLS endpoints, holds no data "
           "and serves no network.")
 
+#: Why a serverless endpoint's model has no network isolation (checkov CKV_AWS_370), no VPC and no data capture.
+SERVERLESS_INFERENCE = ("A serverless endpoint (its cdk.json 'serverless' setting): SageMaker Serverless Inference "
+                        "supports no network isolation, no VPC configuration and no data capture, so its model has "
+                        "none (and the endpoint no drift monitor); instance endpoints keep all three.")
+
 
 def acknowledge_function(function: IConstruct, *, bounded_by: str, in_vpc: bool, environment: bool = True) -> None:
     """The findings the platform's functions share, acknowledged on ``function``: no reserved concurrency

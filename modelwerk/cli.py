@@ -241,6 +241,29 @@ def _pipeline_run(args: argparse.Namespace, out: _Output) -> int:
     return 0
 
 
+# -- batch ------------------------------------------------------------------------------------------------------------
+def _batch_run(args: argparse.Namespace, out: _Output) -> int:
+    from modelwerk import batch
+
+    version = _version_argument(args.version) if args.version else None
+    with out.progress(f"scoring {args.use_case} in batch") as progress:
+        scored = batch.run(args.use_case, version=version, snapshot=args.snapshot, input_uri=args.input,
+                           wait=args.wait, env=args.env, progress=progress)
+
+    def human(p: dict[str, Any]) -> str:
+        rows = [("execution_arn", p["execution_arn"]), ("status", p["status"])]
+        if p["rows_in"] is not None:
+            rows += [("rows_in", p["rows_in"]), ("rows_scored", p["rows_scored"]), ("rows_failed", p["rows_failed"]),
+                     ("output_table", p["output_table"]), ("seconds", p["seconds"])]
+        return _table(rows)
+
+    out.result(scored.to_dict(), human)
+    if scored.status in ("Failed", "Stopped"):
+        print(f"modelwerk: the batch execution {scored.status.lower()}: {scored.failure_reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _pipeline_list(args: argparse.Namespace, out: _Output) -> None:
     from modelwerk import pipelines
 
@@ -305,6 +328,11 @@ def _endpoint_text(p: dict[str, Any]) -> str:
         rows.append(("version", f"{p['use_case']} v{p['version']}"))
     if p.get("models"):
         rows.append(("models", ", ".join(p["models"])))
+    if p.get("serverless"):
+        setup = p.get("model_setup_seconds")
+        rows.append(("serverless", f"{p['serverless']['memory_mb']} MB, at most {p['serverless']['max_concurrency']} "
+                                   "concurrent requests"))
+        rows.append(("last cold start", f"{setup:.2f} s" if setup is not None else "none yet"))
     if p.get("deployment", {}).get("outcome"):
         reason = p["deployment"].get("reason")
         rows.append(("last deployment", p["deployment"]["outcome"] + (f": {reason}" if reason else "")))
@@ -360,6 +388,25 @@ def _endpoints_delete(args: argparse.Namespace, out: _Output) -> None:
     from modelwerk import endpoints
 
     out.result(endpoints.delete(args.name, env=args.env).to_dict(), lambda p: f"{p['endpoint']}: {p['status']}")
+
+
+def _endpoints_cost(args: argparse.Namespace, out: _Output) -> None:
+    from modelwerk import cost
+
+    with out.progress(f"pricing {args.endpoint}'s traffic"):
+        priced = cost.endpoint_cost(args.endpoint, env=args.env, window_hours=args.window_hours)
+
+    def human(p: dict[str, Any]) -> str:
+        latency = "-" if p["mean_latency_ms"] is None else f"{p['mean_latency_ms']:g} ms"
+        rows = [("endpoint", f"{p['endpoint']} ({p['env']}, {p['region']})"),
+                ("observed", f"{p['invocations']:,} requests in {p['window_hours']:g} h; mean model latency {latency}"),
+                ("a month", f"{p['requests_per_month']:,} requests")]
+        rows += [(name, f"{cost.money(path['monthly_usd']):>12}  {path['basis']}") for name, path in p["paths"].items()]
+        rows += [("cheapest", p["cheapest"] or "none priced"),
+                 ("prices as of", f"{p['prices_as_of'] or '-'} ({cost.price_table_path()})")]
+        return _table(rows)
+
+    out.result(priced.to_dict(), human)
 
 
 # -- promote ----------------------------------------------------------------------------------------------------------
@@ -485,6 +532,19 @@ def _parser() -> argparse.ArgumentParser:
     pipeline_describe.add_argument("execution", metavar="EXECUTION", help="an execution ARN or id")
     pipeline_describe.set_defaults(run=_pipeline_describe)
 
+    batch = verbs.add_parser("batch", help="score data in batch: the use case's inference pipeline")
+    batch = batch.add_subparsers(dest="action", required=True)
+    batch_run = batch.add_parser("run", parents=[common], help="score a snapshot (or an S3 prefix) with the version "
+                                 "the environment serves (or --version); predictions go to the analytics zone")
+    batch_run.add_argument("--use-case", required=True)
+    batch_run.add_argument("--version", default=None, help="a version number, 'latest' or a model package ARN "
+                           "(default: the version the environment's endpoint serves)")
+    batch_run.add_argument("--snapshot", default=None, help="a snapshot id (default: latest)")
+    batch_run.add_argument("--input", default=None, metavar="S3_URI",
+                           help="score the CSV or Parquet files under this S3 prefix instead of a snapshot")
+    batch_run.add_argument("--wait", action="store_true", help="follow the execution to its end")
+    batch_run.set_defaults(run=_batch_run)
+
     runs = verbs.add_parser("runs", help="tracked pipeline executions (MLflow): compare runs")
     runs = runs.add_subparsers(dest="action", required=True)
     runs_list = runs.add_parser("list", parents=[common], help="every tracked execution of a use case, newest first")
@@ -532,7 +592,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default=None, help="the file to write (default: a new one under .modelwerk/reports/)")
     report.set_defaults(run=_report)
 
-    endpoints = verbs.add_parser("endpoints", help="the environment's endpoints: list, describe, delete")
+    endpoints = verbs.add_parser("endpoints", help="the environment's endpoints: list, describe, delete, cost")
     endpoints = endpoints.add_subparsers(dest="action", required=True)
     endpoints.add_parser("list", parents=[common], help="every endpoint").set_defaults(run=_endpoints_list)
     for action, what, handler in (("describe", "one endpoint: status, version, deployments", _endpoints_describe),
@@ -540,6 +600,14 @@ def _parser() -> argparse.ArgumentParser:
         command = endpoints.add_parser(action, parents=[common], help=what)
         command.add_argument("name", metavar="NAME")
         command.set_defaults(run=handler)
+    cost = endpoints.add_parser("cost", parents=[common],
+                                help="the monthly cost of the endpoint's observed traffic served as it is, serverless "
+                                     "and as a nightly batch, and the cheapest")
+    cost.add_argument("--endpoint", required=True)
+    cost.add_argument("--window-hours", type=float, default=168.0,
+                      help="the hours of CloudWatch metrics before now to extrapolate from (default 168, a week; "
+                           "cut to the endpoint's age)")
+    cost.set_defaults(run=_endpoints_cost)
 
     monitor = verbs.add_parser("monitor", help="data drift and model quality of an endpoint")
     monitor = monitor.add_subparsers(dest="action", required=True)

@@ -67,12 +67,17 @@ class Endpoint:
     deployment: dict[str, Any] = field(default_factory=dict)
     variants: tuple[dict[str, Any], ...] = ()
     updated_at: str | None = None
+    #: A serverless endpoint's capacity (``memory_mb``, ``max_concurrency``); None on instances.
+    serverless: dict[str, int] | None = None
+    #: A serverless endpoint's last cold start (CloudWatch's ModelSetupTime), in seconds; None before one.
+    model_setup_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"endpoint": self.name, "status": self.status, "runtime_endpoint_url": self.runtime_endpoint_url,
                 "mode": self.mode, "use_case": self.use_case, "model_package_arn": self.model_package_arn,
                 "version": self.version, "models": list(self.models), "deployment": self.deployment,
-                "variants": list(self.variants), "updated_at": self.updated_at}
+                "variants": list(self.variants), "updated_at": self.updated_at, "serverless": self.serverless,
+                "model_setup_seconds": self.model_setup_seconds}
 
     def _repr_html_(self) -> str:
         rows = [("status", self.status), ("mode", self.mode), ("use case", self.use_case),
@@ -219,8 +224,8 @@ def _add_models(platform: Any, use_case: str, chosen: list[Any], name: str, say:
 
 
 def _endpoint_config(platform: Any, sagemaker: Any, name: str, settings: Any, container: dict[str, Any]) -> str:
-    """A new model and endpoint config for ``container``, with data capture into the environment's serving bucket;
-    the config's name."""
+    """A new model and endpoint config for ``container``, with data capture into the environment's serving bucket
+    (instances) or serverless capacity; the config's name."""
     role = platform.parameters.get("serving/endpoint-role-arn")
     if not role:
         raise ConfigurationError(f"the {platform.env} environment publishes no serving/endpoint-role-arn; deploy its "
@@ -228,10 +233,14 @@ def _endpoint_config(platform: Any, sagemaker: Any, name: str, settings: Any, co
     config_name = f"{name[:54]}-{secrets.token_hex(4)}"
     sagemaker.create_model(ModelName=config_name, ExecutionRoleArn=role,
                            PrimaryContainer={k: v for k, v in container.items() if v})
-    config: dict[str, Any] = {"EndpointConfigName": config_name, "ProductionVariants": [{
-        "VariantName": "AllTraffic", "ModelName": config_name, "InstanceType": settings.instance_type,
-        "InitialInstanceCount": settings.initial_instance_count}]}
-    if settings.capture_sampling_percent > 0:
+    variant: dict[str, Any] = {"VariantName": "AllTraffic", "ModelName": config_name}
+    if settings.serverless is not None:  # capacity by memory and concurrency; SageMaker captures nothing there
+        variant["ServerlessConfig"] = {"MemorySizeInMB": settings.serverless.memory_mb,
+                                       "MaxConcurrency": settings.serverless.max_concurrency}
+    else:
+        variant.update(InstanceType=settings.instance_type, InitialInstanceCount=settings.initial_instance_count)
+    config: dict[str, Any] = {"EndpointConfigName": config_name, "ProductionVariants": [variant]}
+    if settings.captures:
         capture: dict[str, Any] = {
             "EnableCapture": True, "InitialSamplingPercentage": settings.capture_sampling_percent,
             "DestinationS3Uri": f"s3://{platform.bucket('serving')}/{naming.capture_prefix()}",
@@ -315,7 +324,38 @@ def _from_description(platform: Any, described: dict[str, Any]) -> Endpoint:
                     model_package_arn=arn, version=version,
                     runtime_endpoint_url=runtime_client(platform).meta.endpoint_url, models=models_loaded,
                     deployment=deployment, variants=variants,
-                    updated_at=updated.isoformat(timespec="seconds") if updated else None)
+                    updated_at=updated.isoformat(timespec="seconds") if updated else None,
+                    serverless=_serverless(described))
+
+
+def _serverless(described: dict[str, Any]) -> dict[str, int] | None:
+    """A serverless endpoint's capacity from its first variant (Serverless Inference has one), else None."""
+    for variant in described.get("ProductionVariants", [])[:1]:
+        config = variant.get("CurrentServerlessConfig") or variant.get("DesiredServerlessConfig")
+        if config:
+            return {"memory_mb": int(config["MemorySizeInMB"]), "max_concurrency": int(config["MaxConcurrency"])}
+    return None
+
+
+#: How far back ``describe`` looks for a serverless endpoint's last cold start (CloudWatch's ModelSetupTime).
+MODEL_SETUP_LOOKBACK_HOURS = 24
+
+
+def _model_setup_seconds(platform: Any, described: dict[str, Any]) -> float | None:
+    """The last ModelSetupTime SageMaker published for the endpoint's variant (microseconds), in seconds; None when
+    it had no cold start in :data:`MODEL_SETUP_LOOKBACK_HOURS`."""
+    from datetime import datetime, timedelta, timezone
+
+    variants = described.get("ProductionVariants") or [{"VariantName": "AllTraffic"}]
+    now = datetime.now(timezone.utc)
+    answer = platform.session().client("cloudwatch").get_metric_statistics(
+        Namespace="AWS/SageMaker", MetricName="ModelSetupTime",
+        Dimensions=[{"Name": "EndpointName", "Value": described["EndpointName"]},
+                    {"Name": "VariantName", "Value": variants[0]["VariantName"]}],
+        StartTime=now - timedelta(hours=MODEL_SETUP_LOOKBACK_HOURS), EndTime=now + timedelta(minutes=1), Period=60,
+        Statistics=["Maximum"])
+    points = sorted(answer.get("Datapoints", []), key=lambda p: p["Timestamp"])
+    return round(points[-1]["Maximum"] / 1e6, 3) if points else None
 
 
 def _package_version(platform: Any, arn: str | None) -> tuple[str | None, int | None]:
@@ -353,14 +393,17 @@ def list_endpoints(*, env: str | None = None) -> list[Endpoint]:
 
 
 def describe(name: str, *, env: str | None = None) -> Endpoint:
-    """One endpoint, by name."""
+    """One endpoint, by name; a serverless one with its capacity and its last cold start (``model_setup_seconds``)."""
     from modelwerk.platform import resolve
 
     platform = resolve(env)
     described = _described(platform.session().client("sagemaker"), name)
     if described is None:
         raise NotFoundError(f"there is no endpoint {name} in {platform.env}; 'modelwerk endpoints list' shows them")
-    return _from_description(platform, described)
+    endpoint = _from_description(platform, described)
+    if endpoint.serverless is None:
+        return endpoint
+    return Endpoint(**{**endpoint.__dict__, "model_setup_seconds": _model_setup_seconds(platform, described)})
 
 
 def delete(name: str, *, env: str | None = None) -> Endpoint:

@@ -79,6 +79,9 @@ def _endpoint_config(platform: Any, endpoint: str) -> tuple[str, Any]:
     if configured.multi_model:
         raise ValidationError(f"{endpoint} is a multi-model endpoint: its versions each have their own baseline; "
                               "monitor a single-model endpoint")
+    if not configured.captures:
+        raise ValidationError(f"{endpoint} captures no requests (serverless, or capture_sampling_percent 0), so it "
+                              "has no drift monitor; monitor an endpoint that captures")
     return configured.use_case, config.use_case(configured.use_case).monitoring
 
 

@@ -246,3 +246,41 @@ def promotion_gate_role_name(project: str, env: str) -> str:
 def role_arn(account: str, name: str) -> str:
     """A role's ARN from its account and name: another account's stack names it without a cross-stack reference."""
     return f"arn:aws:iam::{account}:role/{name}"
+
+
+# -- batch scoring (the inference pipeline) ---------------------------------------------------------------------------
+
+
+def inference_pipeline_name(project: str, env: str, use_case: str) -> str:
+    """The SageMaker Pipeline that scores a use case's data in batch with the version an environment serves."""
+    return f"{project}-{env}-{use_case}-inference"
+
+
+def inference_role_name(project: str, env: str, use_case: str) -> str:
+    """Execution role of the inference pipeline, its jobs and the model it creates (named: the definition holds it)."""
+    return f"{project}-{env}-{use_case}-inference"
+
+
+def batch_prefix(use_case: str) -> str:
+    """Where the inference executions of a use case keep their files in the serving bucket (one folder each)."""
+    return f"batch/{use_case}/"
+
+
+#: The serving bucket's folder of batch transform capture (one subfolder per use case).
+BATCH_CAPTURE_ROOT = "capture-batch"
+
+
+def batch_capture_prefix(use_case: str) -> str:
+    """Where the transform jobs of a use case write their data capture in the serving bucket (a folder per
+    execution, holding SageMaker's ``input/`` and ``output/`` manifests)."""
+    return f"{BATCH_CAPTURE_ROOT}/{use_case}/"
+
+
+def predictions_table_name(use_case: str) -> str:
+    """Glue table of a use case's batch predictions in the analytics database."""
+    return f"{table_name(use_case)}_predictions"
+
+
+def predictions_prefix(use_case: str) -> str:
+    """Location of the predictions table in the analytics bucket (``dt=<day>/`` partitions under it)."""
+    return f"predictions/{use_case}/"

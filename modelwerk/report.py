@@ -71,6 +71,8 @@ def _use_case_section(use_case: str, endpoints: list[tuple[str, Any]]) -> str:
     parts = [f"<h2>{html.escape(use_case)}</h2>", "<h3>Versions</h3>", _versions_table(versions)]
     parts += ["<h3>Endpoints</h3>", _endpoints_table(endpoints)]
     for env, endpoint in endpoints:
+        parts += [f"<h3>Cost of {html.escape(endpoint.name)} in {env}</h3>", _cost_table(env, endpoint.name)]
+    for env, endpoint in endpoints:
         drift = _latest_drift(env, endpoint.name)
         if drift is not None:
             parts += [f"<h3>Drift of {html.escape(endpoint.name)} in {env}</h3>", drift._repr_html_()]
@@ -118,6 +120,26 @@ def _endpoints_table(endpoints: list[tuple[str, Any]]) -> str:
              (e.deployment or {}).get("outcome", "")] for env, e in endpoints]
     return _table(["environment", "endpoint", "status", "version", "last deployment"], rows,
                   text_columns={0, 1, 2, 4})
+
+
+def _cost_table(env: str, endpoint: str) -> str:
+    """What the endpoint's observed traffic costs a month on each serving path, and the cheapest; a note instead when
+    it cannot be priced (the report never fails for it)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from modelwerk import cost
+
+    try:
+        priced = cost.endpoint_cost(endpoint, env=env)
+    except (ModelwerkError, BotoCoreError, ClientError) as error:
+        log.debug("no cost of %s in %s: %s", endpoint, env, error)
+        return f"<p class='note'>not priced: {html.escape(str(error))}</p>"
+    rows = [[name + (" (cheapest)" if name == priced.cheapest else ""), cost.money(path.monthly_usd), path.basis]
+            for name, path in priced.paths.items()]
+    note = (f"<p class='note'>{priced.invocations} requests in the last {priced.window_hours:g} h, "
+            f"{priced.requests_per_month:,} a month; list prices of {html.escape(priced.region)} as of "
+            f"{html.escape(priced.prices_as_of or '-')}</p>")
+    return note + _table(["path", "a month", "basis"], rows, text_columns={0, 2})
 
 
 def _latest_drift(env: str, endpoint: str) -> Any:

@@ -38,6 +38,9 @@ _ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-?[a-zA-Z0-9]){0,62}$")
 _INSTANCE_STORAGE = re.compile(r"^ml\.[a-z]+\d+[a-z]*d[a-z]*\.")
 #: SageMaker's limits on a blue/green deployment's waits (TrafficRoutingConfig and BlueGreenUpdatePolicy).
 MAX_WAIT_SECONDS = 3600
+#: SageMaker Serverless Inference's limits (ProductionVariantServerlessConfig): memory in 1 GB steps, concurrency.
+SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+SERVERLESS_MAX_CONCURRENCY = 200
 
 
 class _Settings(BaseModel):
@@ -86,6 +89,24 @@ def _within(name: str, value: int, low: int, high: int | None = None) -> int:
     return value
 
 
+class ServerlessSettings(_Settings):
+    """A serverless endpoint's capacity (``"serverless"`` of an endpoint in cdk.json).
+
+    memory_mb: memory of each concurrent worker, 1024-6144 in steps of 1024 (SageMaker's sizes).
+    max_concurrency: concurrent invocations before SageMaker throttles, 1-200.
+    """
+
+    memory_mb: int = 2048
+    max_concurrency: int = 5
+
+    @model_validator(mode="after")
+    def _validate_capacity(self) -> "ServerlessSettings":
+        if self.memory_mb not in SERVERLESS_MEMORY_MB:
+            raise ValueError(f"serverless memory_mb must be one of {list(SERVERLESS_MEMORY_MB)}, not {self.memory_mb}")
+        _within("serverless max_concurrency", self.max_concurrency, 1, SERVERLESS_MAX_CONCURRENCY)
+        return self
+
+
 class EndpointSettings(_Settings):
     """One SageMaker endpoint of an environment (``endpoints.<name>`` of the environment in cdk.json).
 
@@ -110,6 +131,9 @@ class EndpointSettings(_Settings):
     bake_seconds: the final bake before the old fleet is terminated (default 600, at most 3600).
     max_latency_ms: the latency alarm fires when p99 ModelLatency over a minute exceeds this (default 500).
     max_5xx_errors: the error alarm fires at this many 5xx responses in a minute (default 1).
+    serverless: serve on SageMaker Serverless Inference instead of instances (:class:`ServerlessSettings`; default
+        none). A serverless endpoint has no data capture, so no drift monitor and no no-data alarm; it cannot be
+        multi-model, and the instance, auto-scaling and capture settings do not apply to it.
     """
 
     name: str
@@ -127,6 +151,12 @@ class EndpointSettings(_Settings):
     bake_seconds: int = 600
     max_latency_ms: int = 500
     max_5xx_errors: int = 1
+    serverless: ServerlessSettings | None = None
+
+    @property
+    def captures(self) -> bool:
+        """Whether requests are captured (and so monitored for drift): never on a serverless endpoint."""
+        return self.serverless is None and self.capture_sampling_percent > 0
 
     @classmethod
     def from_dict(cls, environment: str, name: str, doc: Any) -> "EndpointSettings":
@@ -137,6 +167,8 @@ class EndpointSettings(_Settings):
                 "digits and single hyphens, at most 63 characters)")
         if isinstance(doc, Mapping) and (not isinstance(doc.get("use_case"), str) or not doc["use_case"]):
             raise ConfigurationError(f"{owner} needs a 'use_case'")
+        if isinstance(doc, Mapping) and doc.get("serverless") is not None:  # its own errors name its own settings
+            doc = {**doc, "serverless": _parse(ServerlessSettings, f"{owner}: serverless", doc["serverless"])}
         return _parse(cls, owner, doc, name=name)
 
     @model_validator(mode="after")
@@ -165,6 +197,13 @@ class EndpointSettings(_Settings):
         _within("bake_seconds", self.bake_seconds, 0, MAX_WAIT_SECONDS)
         _within("max_latency_ms", self.max_latency_ms, 1)
         _within("max_5xx_errors", self.max_5xx_errors, 1)
+        return self
+
+    @model_validator(mode="after")
+    def _validate_serverless(self) -> "EndpointSettings":
+        if self.serverless is not None and self.multi_model:
+            raise ValueError("a serverless endpoint cannot be multi_model (SageMaker Serverless Inference serves one "
+                             "model); drop one of the two")
         return self
 
 
@@ -303,6 +342,40 @@ class MonitoringConfig(_Settings):
         return self
 
 
+class BatchConfig(_Settings):
+    """The use case's inference pipeline (``"batch"`` of the use case in cdk.json): Batch Transform over a snapshot.
+
+    schedule: when to score the latest snapshot with the version the environment serves, as an EventBridge
+        ``cron(...)``/``rate(...)`` expression (default none: on demand only).
+    on_new_snapshot: score each snapshot when its preparation publishes it (default false).
+    instance_type / instance_count: the transform job's instances (default ``ml.m5.large`` x 1).
+    max_payload_mb: the largest request of records the transform sends the model (MaxPayloadInMB, 1-100; default 6).
+    max_concurrent_transforms: requests in flight per instance (default 1).
+    """
+
+    schedule: str | None = None
+    on_new_snapshot: bool = False
+    instance_type: str = "ml.m5.large"
+    instance_count: int = 1
+    max_payload_mb: int = 6
+    max_concurrent_transforms: int = 1
+
+    @classmethod
+    def from_dict(cls, use_case: str, doc: Mapping[str, Any] | None) -> "BatchConfig":
+        return _parse(cls, f"use case {use_case!r}: batch", doc or {})
+
+    @model_validator(mode="after")
+    def _validate_batch(self) -> "BatchConfig":
+        if self.schedule is not None and not self.schedule.startswith(("rate(", "cron(")):
+            raise ValueError("schedule must be an EventBridge rate(...) or cron(...) expression")
+        if not self.instance_type.startswith("ml."):
+            raise ValueError(f"instance_type {self.instance_type!r} is not a SageMaker instance type")
+        _within("instance_count", self.instance_count, 1)
+        _within("max_payload_mb", self.max_payload_mb, 1, 100)
+        _within("max_concurrent_transforms", self.max_concurrent_transforms, 1)
+        return self
+
+
 class UseCaseConfig(_Settings):
     """One use case: a folder under ``sagemaker_pipelines/`` holding its contract, and its training settings.
 
@@ -311,6 +384,7 @@ class UseCaseConfig(_Settings):
     evaluate step's ``evaluation.json``; default f1 for classification, r2 for regression, threshold 0.5).
     hyperparameters: training hyperparameters that differ from the training script's defaults.
     monitoring: the drift monitor's schedule, window and alarm thresholds (:class:`MonitoringConfig`).
+    batch: the inference pipeline's schedule and transform capacity (:class:`BatchConfig`).
     """
 
     name: str
@@ -320,6 +394,7 @@ class UseCaseConfig(_Settings):
     quality_threshold: float = 0.5
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
 
     @classmethod
     def from_dict(cls, name: str, doc: Any, root: Path) -> "UseCaseConfig":
@@ -340,7 +415,8 @@ class UseCaseConfig(_Settings):
             raise ConfigurationError(f"{owner}: quality_threshold must be a number, not {threshold!r}")
         values = {**doc, "folder": folder, "contract": contract, "quality_threshold": float(threshold),
                   "quality_metric": str(doc.get("quality_metric") or DEFAULT_QUALITY_METRIC.get(contract.task, "f1")),
-                  "monitoring": MonitoringConfig.from_dict(name, doc.get("monitoring"))}
+                  "monitoring": MonitoringConfig.from_dict(name, doc.get("monitoring")),
+                  "batch": BatchConfig.from_dict(name, doc.get("batch"))}
         return _parse(cls, owner, values, name=name)
 
 
@@ -409,14 +485,15 @@ class PlatformConfig:
         return training[0] if training else None
 
     def retraining_alarms(self, name: str) -> dict[str, list[tuple[EnvironmentConfig, str]]]:
-        """Use case -> the (environment, single-model endpoint) pairs whose composite alarm starts its pipeline in
+        """Use case -> the (environment, monitored endpoint) pairs whose composite alarm starts its pipeline in
         the training environment ``name``: its own endpoints and those of the environments that retrain in it.
         Empty unless ``name`` trains."""
         if not self.environment(name).training:
             return {}
         alarms: dict[str, list[tuple[EnvironmentConfig, str]]] = {}
         for environment in self.workloads:
-            monitored = sorted((e for e in environment.endpoints.values() if not e.multi_model), key=lambda e: e.name)
+            monitored = sorted((e for e in environment.endpoints.values() if e.captures and not e.multi_model),
+                               key=lambda e: e.name)
             if not monitored:
                 continue
             target = self.retraining_environment(environment.name)

@@ -16,6 +16,8 @@ Offline
     imports and builds, and validates roles against IAM unless told not to: both are set for the duration of a
     build and restored afterwards (builds are serialized by a lock). Role and model package group must be literal
     ARNs (given a bare name or a CloudFormation token, the SDK would look the role up in IAM).
+    The session, the environment and the processing job shape are shared with the inference pipeline
+    (:mod:`sagemaker_pipelines.offline`).
 
 Code
     Nothing local is uploaded: the step code is one archive at ``code_uri`` (the CDK file asset of
@@ -29,18 +31,29 @@ Code
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
-import os
 import re
-import sys
-import threading
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from modelwerk.core.layout import snapshot_prefix
+from sagemaker_pipelines.offline import BUCKET as _BUCKET
+from sagemaker_pipelines.offline import BUILD_LOCK as _BUILD_LOCK
+from sagemaker_pipelines.offline import CODE, CODE_DIR
+from sagemaker_pipelines.offline import REGION as _REGION
+from sagemaker_pipelines.offline import ROLE_ARN as _ROLE_ARN
+from sagemaker_pipelines.offline import USE_CASE as _USE_CASE
+from sagemaker_pipelines.offline import OfflineCallError
+from sagemaker_pipelines.offline import import_sdk as _import_sdk
+from sagemaker_pipelines.offline import matches as _matches
+from sagemaker_pipelines.offline import offline_environment as _offline_environment
+from sagemaker_pipelines.offline import offline_session as _offline_session
+from sagemaker_pipelines.offline import processing_input as _processing_input
+from sagemaker_pipelines.offline import processing_output as _processing_output
+from sagemaker_pipelines.offline import quiet as _quiet
+from sagemaker_pipelines.offline import s3_object as _s3_object
+from sagemaker_pipelines.offline import telemetry_off as _telemetry_off
+from sagemaker_pipelines.offline import unpack_and_run as _unpack_and_run
 
 __all__ = [
     "BASELINE",
@@ -89,18 +102,7 @@ METRIC_DIRECTIONS: dict[str, str] = {
 }
 
 APPROVAL_STATUS = "PendingManualApproval"
-CODE = "code"
-PROCESSING_INPUT = "/opt/ml/processing/input"
-PROCESSING_OUTPUT = "/opt/ml/processing/output"
-#: Where the code archive is unpacked, in training (by the toolkit) and processing (by the entry point) alike.
-CODE_DIR = "/opt/ml/code"
-PROCESSING_ARCHIVE_DIR = f"{PROCESSING_INPUT}/{CODE}"
 TRAINING_PROGRAM = "steps/train.py"
-#: The code archive's pin file of the model frameworks (``code_archive.REQUIREMENTS``): the training toolkit installs
-#: it before script mode runs, the model-loading processing steps before their script.
-REQUIREMENTS_FILE = "requirements.txt"
-#: Prints the package mirror's pip index URL (``steps/package_index.py``) for the processing entry point.
-PACKAGE_INDEX_PROGRAM = "steps/package_index.py"
 #: The job environment naming the package mirror: the SageMaker training toolkit's own name for it.
 PACKAGE_REPOSITORY_VARIABLE = "CA_REPOSITORY_ARN"
 #: Processing steps that load models, and so install the pinned frameworks first.
@@ -111,26 +113,9 @@ CACHE_EXPIRY = "P30D"
 #: The preprocess step's outputs, in the order the step declares them.
 SPLIT_OUTPUTS = ("train", "validation", "test")
 
-_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 _GROUP_ARN = re.compile(
     r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package-group/[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$"
 )
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_USE_CASE = re.compile(r"^[a-z0-9](-?[a-z0-9])*$")
-
-#: SDK configuration given to the build session, so that no config file of the machine takes part, with telemetry off.
-#: The SDK validates a non-empty configuration against its schema at every lookup (about 0.2 s each, dozens per build),
-#: so the session holds an empty one and gets this one back only around the calls that would report telemetry.
-_SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
-#: Loggers that narrate a build (fields popped from the definition, "no job is started"): quiet while building.
-_CHATTY_LOGGERS = ("sagemaker", "sagemaker.config")
-_BUILD_LOCK = threading.Lock()
-
-
-class OfflineCallError(RuntimeError):
-    """Building the definition tried to call AWS; it must not (no credentials, no network at synth)."""
-
 
 def framework_image_uri(region: str, framework_version: str) -> str:
     """SageMaker's scikit-learn framework image for training in ``region``, from the SDK's own catalogue (offline)."""
@@ -244,22 +229,6 @@ def _text(value: Any) -> str:
 # -- checks (before the SDK is touched, so a wrong argument fails fast and says which) -------------------------------
 
 
-def _s3_object(name: str, uri: str) -> str:
-    if not isinstance(uri, str) or not uri.startswith("s3://") or len(uri) <= len("s3://"):
-        raise ValueError(f"{name} must be an s3:// URI, got {uri!r}")
-    if "[" in uri or "]" in uri:
-        raise ValueError(
-            f"{name} {uri!r} holds brackets (a CDK token?), which the SDK cannot parse in a URI: pass a literal, or "
-            "an Fn::Sub placeholder like ${CodeBucket} and substitute it in the template"
-        )
-    if uri.endswith("/") or "/" not in uri[len("s3://"):]:
-        raise ValueError(f"{name} must name one object (the code archive), not a bucket or folder: {uri!r}")
-    return uri
-
-
-def _matches(pattern: re.Pattern[str], value: Any) -> bool:
-    return isinstance(value, str) and pattern.match(value) is not None
-
 
 def _check_names(
     use_case: Any, role_arn: Any, region: Any, group_arn: Any, artifact_bucket: Any, curated_bucket: Any
@@ -332,113 +301,7 @@ def _check_job_settings(
     return problems
 
 
-# -- offline SDK session ---------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _offline_environment(region: str) -> Iterator[None]:
-    """The region the SDK reads from the environment (at import and in helpers that make their own boto session)
-    and ``SAGEMAKER_VALIDATE_ROLE=false`` (no IAM lookups), for the duration of one build."""
-    wanted = {"AWS_DEFAULT_REGION": region, "SAGEMAKER_VALIDATE_ROLE": "false"}
-    saved = {name: os.environ.get(name) for name in wanted}
-    os.environ.update(wanted)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Keep the SDK's narration of a build (INFO and expected WARNINGs) out of synth output; errors still show."""
-    loggers = [logging.getLogger(name) for name in _CHATTY_LOGGERS]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*PipelineSession.*")
-            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"sagemaker(\.|$)")
-            yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
-
-
-def _import_sdk() -> None:
-    """Import the SDK inside a build, not at module level: importing it needs a region (one of its modules makes a
-    boto3 client at import), which :func:`_offline_environment` provides. One of its modules also configures the
-    root logger at import (``logging.basicConfig``); the process's logging is put back as it was."""
-    if "sagemaker.mlops.workflow.pipeline" in sys.modules:
-        return
-    level, handlers = logging.root.level, list(logging.root.handlers)
-    try:
-        import sagemaker.mlops.workflow.pipeline  # noqa: F401 - the heavy import, done once
-        import sagemaker.serve.model_builder  # noqa: F401
-        import sagemaker.train  # noqa: F401
-    finally:
-        logging.root.setLevel(level)
-        logging.root.handlers[:] = handlers
-
-
-def _refuse_call(model: Any = None, **_: Any) -> None:
-    operation = f"{model.service_model.service_name}.{model.name}" if model is not None else "an AWS API"
-    raise OfflineCallError(f"building the pipeline definition tried to call {operation}; it must work offline")
-
-
-def _offline_session(region: str, bucket: str) -> Any:
-    """A ``PipelineSession`` needing no credentials and making no call (its default bucket is given, not looked up)."""
-    import boto3
-    from sagemaker.core.workflow.pipeline_context import PipelineSession
-
-    class OfflinePipelineSession(PipelineSession):
-        def default_bucket(self) -> str:  # the SDK's would check (and create) the bucket in S3
-            return bucket
-
-    boto_session = boto3.Session(region_name=region)
-    boto_session.events.register("before-call", _refuse_call)
-    session = OfflinePipelineSession(boto_session=boto_session, default_bucket=bucket, sagemaker_config=_SDK_CONFIG)
-    session.sagemaker_config = {}
-    return session
-
-
-@contextlib.contextmanager
-def _telemetry_off(session: Any) -> Iterator[None]:
-    """Around ``ModelTrainer.train`` and ``ModelBuilder.register``: their telemetry decorator reads the opt-out from
-    the session's configuration and would otherwise send a request (to S3, plus an STS call) from a thread."""
-    session.sagemaker_config = _SDK_CONFIG
-    try:
-        yield
-    finally:
-        session.sagemaker_config = {}
-
-
 # -- the pipeline ----------------------------------------------------------------------------------------------------
-
-
-def _unpack_and_run(program: str, *, install_requirements: bool = False) -> str:
-    """The shell command a processing step runs: unpack the code archive input, then the script with the job's
-    arguments (``"$@"``; ``$0`` is the script's name). A step that loads models first installs the archive's
-    ``requirements.txt`` (the model frameworks' pins), as the training toolkit does for training: pip changes
-    nothing, and needs no index, when the image already holds those versions."""
-    # In subnets without internet access the index is the platform's package mirror (CA_REPOSITORY_ARN, the training
-    # toolkit's own convention); POSIX sh and no brace expansions: the definition passes through Fn::Sub.
-    mirror = (f'if [ -n "$CA_REPOSITORY_ARN" ]; then PIP_INDEX_URL="$(python3 "{CODE_DIR}/{PACKAGE_INDEX_PROGRAM}")"; '
-              'export PIP_INDEX_URL; fi; ')
-    install = (f'{mirror}python3 -m pip install --no-input --disable-pip-version-check --quiet '
-               f'-r "{CODE_DIR}/{REQUIREMENTS_FILE}"; ') if install_requirements else ""
-    return (
-        f'set -e; mkdir -p "{CODE_DIR}"; '
-        f'for archive in "{PROCESSING_ARCHIVE_DIR}"/*; do tar -xzf "$archive" -C "{CODE_DIR}"; done; '
-        f'{install}exec python3 "{CODE_DIR}/{program}" "$@"'
-    )
-
-
-
 def _build(
     *,
     use_case: str,
@@ -467,14 +330,7 @@ def _build(
     from sagemaker.core.network import NetworkConfig
     from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
     from sagemaker.core.processing import Processor
-    from sagemaker.core.shapes import (
-        ProcessingInput,
-        ProcessingOutput,
-        ProcessingS3Input,
-        ProcessingS3Output,
-        S3DataSource,
-        Tag,
-    )
+    from sagemaker.core.shapes import S3DataSource, Tag
     from sagemaker.core.training.configs import Compute, InputData, Networking, OutputDataConfig, StoppingCondition
     from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo, ConditionLessThanOrEqualTo
     from sagemaker.core.workflow.execution_variables import ExecutionVariables
@@ -510,27 +366,10 @@ def _build(
         parts = [output_prefix(artifact_bucket, use_case), ExecutionVariables.PIPELINE_EXECUTION_ID, step]
         return Join(on="/", values=parts + ([output] if output else []))
 
-    def processing_input(name: str, uri: Any) -> Any:
-        return ProcessingInput(
-            input_name=name,
-            s3_input=ProcessingS3Input(
-                s3_uri=uri,
-                local_path=f"{PROCESSING_INPUT}/{name}",
-                s3_data_type="S3Prefix",
-                s3_input_mode="File",
-                s3_data_distribution_type="FullyReplicated",
-            ),
-        )
+    processing_input = _processing_input
 
     def processing_output(step: str, name: str) -> Any:
-        return ProcessingOutput(
-            output_name=name,
-            s3_output=ProcessingS3Output(
-                s3_uri=output_uri(step.lower(), name),
-                local_path=f"{PROCESSING_OUTPUT}/{name}",
-                s3_upload_mode="EndOfJob",
-            ),
-        )
+        return _processing_output(name, output_uri(step.lower(), name))
 
     def processor(script: str) -> Any:
         return Processor(

@@ -67,14 +67,22 @@ class EndpointStack(Stack):
             )
             model["model_package_arn"] = self.model_package_arn.value_as_string
 
+        # Where it runs: serverless (SageMaker Serverless Inference, in no VPC) or instances in the private subnets.
+        placement: dict[str, Any] = {"subnet_ids": (), "security_group_ids": ()}
+        if endpoint.serverless is not None:
+            placement.update(serverless_memory_mb=endpoint.serverless.memory_mb,
+                           serverless_max_concurrency=endpoint.serverless.max_concurrency)
+        else:
+            placement.update(
+                subnet_ids=ssm.StringListParameter.value_for_typed_list_parameter(self, f"{prefix}{SUBNETS_PARAMETER}"),
+                security_group_ids=[ssm.StringParameter.value_for_string_parameter(
+                    self, f"{prefix}{SECURITY_GROUP_PARAMETER}")])
+
         self.endpoint = ModelEndpoint(
             self,
             "Endpoint",
             props=ModelEndpointProps(
                 endpoint_name=endpoint.name,
-                subnet_ids=ssm.StringListParameter.value_for_typed_list_parameter(self, f"{prefix}{SUBNETS_PARAMETER}"),
-                security_group_ids=[
-                    ssm.StringParameter.value_for_string_parameter(self, f"{prefix}{SECURITY_GROUP_PARAMETER}")],
                 capture_uri=f"s3://{bucket}/{naming.capture_prefix()}",
                 rollback_alarm_names=[naming.endpoint_alarm_name(endpoint.name, kind) for kind in ("5xx", "latency")],
                 instance_type=endpoint.instance_type,
@@ -87,6 +95,7 @@ class EndpointStack(Stack):
                 canary_percent=endpoint.canary_percent,
                 wait_seconds=endpoint.wait_seconds,
                 bake_seconds=endpoint.bake_seconds,
+                **placement,
                 **model,
             ),
             role=iam.Role.from_role_name(self, "ExecutionRole", naming.endpoint_role_name(project, env),

@@ -20,6 +20,7 @@ from cdk_constructs.parameters import PlatformParameters
 from cdk_constructs.retraining import Retraining, RetrainingProps
 from modelwerk import naming
 from modelwerk.settings import EnvironmentConfig, PlatformConfig
+from stacks.serving_stack import scored_endpoints
 
 
 class MonitoringStack(Stack):
@@ -27,10 +28,12 @@ class MonitoringStack(Stack):
     ``alarms`` (endpoint -> ``MonitoringAlarms``), ``retraining`` (use case -> ``Retraining``), ``bus_access`` and
     ``forwarding`` (or None).
 
-    Single-model endpoints are monitored; a multi-model endpoint serves many versions, each with its own baseline,
-    and is not compared as a whole. A training environment starts each use case's pipeline on its own composite
-    alarms and on those the environments retraining in it forward (``PlatformConfig.retraining_alarms``), and admits
-    their accounts to its default bus; an environment that only serves forwards its composite alarms there.
+    Single-model endpoints that capture requests are monitored; a multi-model endpoint serves many versions, each with
+    its own baseline, and is not compared as a whole; a serverless endpoint captures nothing (SageMaker Serverless
+    Inference has no data capture), so it has no drift monitor and no monitoring alarms (its serving alarms stay).
+    A training environment starts each use case's pipeline on its own composite alarms and on those the environments
+    retraining in it forward (``PlatformConfig.retraining_alarms``), and admits their accounts to its default bus; an
+    environment that only serves forwards its composite alarms there.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, config: PlatformConfig,
@@ -38,13 +41,14 @@ class MonitoringStack(Stack):
                  serving_bucket_name: str, serving_key_arn: str, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         project, env, registry = config.project, environment.name, config.registry
-        monitored = {name: e for name, e in environment.endpoints.items() if not e.multi_model}
+        monitored = {name: e for name, e in environment.endpoints.items() if e.captures and not e.multi_model}
         settings = {name: config.use_case(e.use_case).monitoring for name, e in monitored.items()}
         self.monitor: DriftMonitor | None = None
         self.topic: sns.Topic | None = None
         self.alarms: dict[str, MonitoringAlarms] = {}
         self.parameters: PlatformParameters | None = None
-        if monitored:
+        batch = tuple(sorted(scored_endpoints(environment)))  # use cases whose inference pipelines' batches it judges
+        if monitored or batch:
             self.monitor = DriftMonitor(
                 self, "DriftMonitor",
                 props=DriftMonitorProps(
@@ -55,8 +59,9 @@ class MonitoringStack(Stack):
                     artifact_bucket_name=naming.bucket_name(project, registry.name, "model-artifacts", registry.account,
                                                             registry.region),
                     artifact_key_alias=f"alias/{project}/{registry.name}/model-artifacts",
-                    group_names=tuple(sorted({naming.model_package_group_name(project, e.use_case)
-                                              for e in monitored.values()})),
+                    group_names=tuple(sorted({naming.model_package_group_name(project, u)
+                                              for u in [*(e.use_case for e in monitored.values()), *batch]})),
+                    batch_use_cases=batch,
                     destroy_on_removal=environment.destroy_on_removal),
                 vpc=vpc, security_group=workload_security_group)
             key = self.monitor.key

@@ -158,6 +158,8 @@ class WorkloadStage(Stage):
             workload_security_group=self.network.workload_security_group,
             description=f"{config.project} {environment.name}: serving bucket, endpoint role and rollback alarms",
         )
+        # The inference pipelines' prediction tables go into the data lake's analytics database.
+        self.serving.add_stack_dependency(self.data_lake)
         self.training = None
         if environment.training:
             self.training = TrainingStack(

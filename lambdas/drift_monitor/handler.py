@@ -1,4 +1,5 @@
-"""Drift monitor function: a scheduled event in, one endpoint's drift report out (S3, CloudWatch metrics).
+"""Drift monitor function: a scheduled event in, one endpoint's drift report out (S3, CloudWatch metrics); or a
+completed transform job of an inference pipeline in, that batch's drift report out.
 
 The schedule of each monitored endpoint sends EventBridge's scheduled event with the endpoint in ``detail``
 (``{"endpoint": "<name>"}``). The function reads the capture objects of the window before the event's time, finds
@@ -8,10 +9,19 @@ the version the endpoint serves and the baseline registered with it, compares (`
 ``KS``, ``JS``, ``MissingRate``. With ground truth under ``ground-truth/<endpoint>/`` it also publishes the window's
 model quality (``Accuracy``/``F1`` or ``RMSE``/``MAE``). Corrupt capture lines are counted, never fatal.
 
+Batch: EventBridge's ``SageMaker Transform Job State Change`` (``Completed``) of a job whose data capture is under
+the serving bucket's batch capture prefix (``capture-batch/<use-case>/<execution id>``). The function describes the
+job, reads the capture's ``input/`` manifests (SageMaker's batch capture format, ``modelwerk.core.capture``), the
+input objects they name, cuts each record with the job's ``InputFilter`` to what the model was sent, and judges them
+against the baseline of the version the job's model was created from. The report goes to
+``monitoring/batch/<use-case>/<job>.json``; the metrics are the endpoint's, with the dimension ``UseCase`` instead of
+``EndpointName`` (and ``Feature``).
+
 Environment: ``SERVING_BUCKET`` (capture and reports), ``CAPTURE_PREFIX`` (``capture``), ``REPORT_PREFIX``
 (``monitoring``), ``GROUND_TRUTH_PREFIX`` (``ground-truth``), ``WINDOW_MINUTES`` (60),
-``POWERTOOLS_METRICS_NAMESPACE``. The registry's version and baseline are read by ARN with the function's own
-credentials: the registry's group, bucket and key policies let this account read them.
+``POWERTOOLS_METRICS_NAMESPACE``, ``BATCH_CAPTURE_PREFIX`` (``capture-batch``). The registry's version and baseline
+are read by ARN with the function's own credentials: the registry's group, bucket and key policies let this
+account read them.
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from modelwerk.core import monitor
+from modelwerk.core import capture, monitor
 from modelwerk.core.drift import Baseline, DriftError
 
 SERVICE = "drift-monitor"
@@ -41,6 +51,7 @@ metrics = Metrics()
 FEATURE_METRICS = {"psi": "PSI", "ks": "KS", "js": "JS", "missing_rate": "MissingRate"}
 NAMESPACE = "Modelwerk/Monitoring"
 QUALITY_METRICS = {"accuracy": "Accuracy", "f1": "F1", "rmse": "RMSE", "mae": "MAE"}
+TRANSFORM_EVENT = "SageMaker Transform Job State Change"
 
 
 class MonitorError(RuntimeError):
@@ -55,6 +66,7 @@ def _settings() -> dict[str, Any]:
         "truth_prefix": os.environ.get("GROUND_TRUTH_PREFIX", "ground-truth").strip("/"),
         "window_minutes": int(os.environ.get("WINDOW_MINUTES", "60")),
         "namespace": os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE),
+        "batch_capture_prefix": os.environ.get("BATCH_CAPTURE_PREFIX", "capture-batch").strip("/"),
     }
 
 
@@ -65,13 +77,18 @@ def serving_package(sagemaker: Any, endpoint: str) -> str:
     except sagemaker.exceptions.ClientError as exc:
         raise MonitorError(f"endpoint {endpoint!r} not found: {exc}") from None
     config = sagemaker.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
-    model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
-    containers = model.get("Containers") or [model.get("PrimaryContainer") or {}]
-    arn = containers[0].get("ModelPackageName")
+    arn = model_package(sagemaker, config["ProductionVariants"][0]["ModelName"])
     if not arn:
         raise MonitorError(f"endpoint {endpoint!r} serves no registered version (a multi-model endpoint is "
                            "monitored per model, not as a whole)")
     return arn
+
+
+def model_package(sagemaker: Any, model_name: str) -> str | None:
+    """The model package ARN a model was created from (its container's ``ModelPackageName``), if any."""
+    model = sagemaker.describe_model(ModelName=model_name)
+    containers = model.get("Containers") or [model.get("PrimaryContainer") or {}]
+    return containers[0].get("ModelPackageName")
 
 
 def load_baseline(session: boto3.Session, package_arn: str) -> tuple[Baseline, dict[str, Any]]:
@@ -130,10 +147,24 @@ def run(endpoint: str, end: _dt.datetime, *, settings: dict[str, Any] | None = N
     bodies = _capture_bodies(s3, settings["bucket"], f"{settings['capture_prefix']}/{endpoint}", start, end)
     window = monitor.read_window(bodies, monitor.input_columns(baseline), start=start, end=end,
                                 numeric=monitor.numeric_inputs(baseline))
+    report = {"endpoint": endpoint, "window": {"start": start.isoformat(), "end": end.isoformat()},
+              **_judge(baseline, window, version)}
+    truth = _ground_truth(s3, settings["bucket"], f"{settings['truth_prefix']}/{endpoint}")
+    if truth is not None and version.get("task"):
+        try:
+            report["quality"] = monitor.quality(monitor.predictions_frame(window), truth, version["task"])
+        except monitor.QualityError as exc:
+            report["errors"].append(f"ground truth: {exc}")
+    key = f"{settings['report_prefix']}/{endpoint}/{end:%Y/%m/%d/%H-%M}.json"
+    _store(s3, settings["bucket"], key, report)
+    _publish(report, settings["namespace"], ("EndpointName", endpoint))
+    return report
+
+
+def _judge(baseline: Baseline, window: monitor.Window, version: dict[str, Any]) -> dict[str, Any]:
+    """The report's body: what was read, and the drift of the window against the baseline."""
     drift = monitor.compare_window(baseline, window)
-    report: dict[str, Any] = {
-        "endpoint": endpoint,
-        "window": {"start": start.isoformat(), "end": end.isoformat()},
+    return {
         "rows": window.rows,
         "requests": window.requests,
         "bad_lines": window.bad_lines,
@@ -148,24 +179,70 @@ def run(endpoint: str, end: _dt.datetime, *, settings: dict[str, Any] | None = N
         "version": version,
         "quality": None,
     }
-    truth = _ground_truth(s3, settings["bucket"], f"{settings['truth_prefix']}/{endpoint}")
-    if truth is not None and version.get("task"):
-        try:
-            report["quality"] = monitor.quality(monitor.predictions_frame(window), truth, version["task"])
-        except monitor.QualityError as exc:
-            report["errors"].append(f"ground truth: {exc}")
-    key = f"{settings['report_prefix']}/{endpoint}/{end:%Y/%m/%d/%H-%M}.json"
-    s3.put_object(Bucket=settings["bucket"], Key=key, Body=json.dumps(report, indent=1, default=str).encode(),
+
+
+def _store(s3: Any, bucket: str, key: str, report: dict[str, Any]) -> None:
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(report, indent=1, default=str).encode(),
                   ContentType="application/json")
-    report["report_uri"] = f"s3://{settings['bucket']}/{key}"
-    _publish(report, settings["namespace"])
+    report["report_uri"] = f"s3://{bucket}/{key}"
+
+
+def _s3_body(s3: Any, uri: str) -> bytes:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def batch_use_case(destination: str, settings: dict[str, Any]) -> str:
+    """The use case a transform job's capture destination belongs to (``s3://<serving>/capture-batch/<use case>/...``);
+    MonitorError for a destination outside the serving bucket's batch capture prefix."""
+    prefix = f"s3://{settings['bucket']}/{settings['batch_capture_prefix']}/"
+    use_case = destination.removeprefix(prefix).split("/", 1)[0] if destination.startswith(prefix) else ""
+    if not use_case:
+        raise MonitorError(f"the job's capture {destination!r} is not under {prefix}: not an inference pipeline's job")
+    return use_case
+
+
+def run_batch(job_name: str, *, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Monitor the batch a completed transform job scored: the report (also written to S3)."""
+    settings = settings or _settings()
+    sagemaker, s3 = boto3.client("sagemaker"), boto3.client("s3")
+    job = sagemaker.describe_transform_job(TransformJobName=job_name)
+    destination = (job.get("DataCaptureConfig") or {}).get("DestinationS3Uri")
+    if not destination:
+        raise MonitorError(f"transform job {job_name} captured no data (no DataCaptureConfig)")
+    use_case = batch_use_case(destination, settings)
+    package_arn = model_package(sagemaker, job["ModelName"])
+    if not package_arn:
+        raise MonitorError(f"transform job {job_name}'s model {job['ModelName']} names no registered version")
+    baseline, version = load_baseline(boto3.Session(), package_arn)
+    bucket, _, prefix = destination.removeprefix("s3://").partition("/")
+    inputs: list[str] = []
+    errors: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix.strip('/')}/input/"):
+        for item in page.get("Contents", []):
+            try:
+                inputs += capture.manifest_uris(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+            except capture.CaptureRecordError as exc:
+                errors.append(f"{item['Key']}: {exc}")
+    input_filter = (job.get("DataProcessing") or {}).get("InputFilter")
+    window = monitor.read_batch((_s3_body(s3, uri) for uri in inputs), monitor.input_columns(baseline),
+                                input_filter=input_filter, numeric=monitor.numeric_inputs(baseline))
+    window.bad_lines += len(errors)
+    for error in errors:
+        window.problem(error)
+    times = [job.get(k) for k in ("TransformStartTime", "TransformEndTime")]
+    report = {"use_case": use_case, "transform_job": job_name, "capture": destination,
+              "window": {"start": str(times[0]), "end": str(times[1])}, **_judge(baseline, window, version)}
+    _store(s3, settings["bucket"], f"{settings['report_prefix']}/batch/{use_case}/{job_name}.json", report)
+    _publish(report, settings["namespace"], ("UseCase", use_case))
     return report
 
 
-def _publish(report: dict[str, Any], namespace: str) -> None:
-    endpoint = report["endpoint"]
+def _publish(report: dict[str, Any], namespace: str, dimension: tuple[str, str]) -> None:
+    """The report's metrics, by ``dimension`` (``EndpointName`` of an endpoint, ``UseCase`` of a batch)."""
+    dimension_name, dimension_value = dimension
     metrics.namespace = namespace  # POWERTOOLS_METRICS_NAMESPACE on AWS; the same name when run elsewhere
-    metrics.add_dimension(name="EndpointName", value=endpoint)
+    metrics.add_dimension(name=dimension_name, value=dimension_value)
     for name, value in (("Rows", report["rows"]), ("BadLines", report["bad_lines"]),
                         ("BadRequests", report["bad_requests"]), ("NoData", 1 if report["rows"] == 0 else 0)):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
@@ -179,7 +256,7 @@ def _publish(report: dict[str, Any], namespace: str) -> None:
             if stats.get(key) is None:
                 continue
             with single_metric(name=metric, unit=MetricUnit.NoUnit, value=stats[key], namespace=namespace) as one:
-                one.add_dimension(name="EndpointName", value=endpoint)
+                one.add_dimension(name=dimension_name, value=dimension_value)
                 one.add_dimension(name="Feature", value=feature)
 
 
@@ -187,6 +264,8 @@ def _publish(report: dict[str, Any], namespace: str) -> None:
 @metrics.log_metrics
 @event_source(data_class=EventBridgeEvent)
 def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
+    if event.detail_type == TRANSFORM_EVENT:
+        return _batch(event)
     endpoint = (event.detail or {}).get("endpoint")
     if not endpoint:
         raise MonitorError("the scheduled event names no endpoint in its detail ({\"endpoint\": \"<name>\"})")
@@ -206,3 +285,19 @@ def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     answer["distributions"] = {name: stats["distribution"] for name, stats in report["details"].items()
                                if stats.get("distribution")}  # a few numbers per feature, for plots
     return answer
+
+
+def _batch(event: EventBridgeEvent) -> dict[str, Any]:
+    detail = event.detail or {}
+    job = detail.get("TransformJobName")
+    if not job or detail.get("TransformJobStatus") != "Completed":
+        raise MonitorError("the transform job event names no completed job (TransformJobName, TransformJobStatus)")
+    logger.append_keys(transform_job=job)
+    try:
+        report = run_batch(job)
+    except DriftError as exc:
+        raise MonitorError(f"the baseline of {job}'s version is not readable: {exc}") from None
+    logger.info("batch drift report written", extra={"report_uri": report["report_uri"], "rows": report["rows"],
+                                                       "worst": report["worst"]})
+    return {k: report[k] for k in ("use_case", "transform_job", "rows", "bad_rows", "features", "worst",
+                                   "report_uri")}

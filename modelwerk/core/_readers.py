@@ -52,6 +52,9 @@ _BINARY_SHARE = 0.10
 _SAMPLE = 1 << 16
 _BLANK = re.compile(rb"\s*")
 _TWO_OBJECTS_ON_A_LINE = re.compile(rb"\}[ \t\r]*\{")
+_CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 13))
+# Files smaller than this are read line by line: as fast, and Arrow's JSON parser is kept for well-formed big files.
+_ARROW_JSON_BYTES = 1 << 16
 _PARALLEL_BYTES = 8 << 20  # below this, one serial read is as fast
 _READ_ERRORS = (pa.ArrowException, OSError, ValueError, IndexError, KeyError, TypeError)
 
@@ -395,15 +398,27 @@ def _is_utf8(data: bytes) -> bool:
     return True
 
 
+def _one_object_per_line(data: bytes) -> bool:
+    """Every line, the last one too, is ``{...}`` with nothing around it (LF or CRLF line ends, no blank lines)."""
+    body = data[:-1] if data.endswith(b"\n") else data
+    body = body[:-1] if body.endswith(b"\r") else body
+    if not (body.startswith(b"{") and body.endswith(b"}")):
+        return False
+    crlf = body.count(b"}\r\n{")
+    return body.count(b"\n") == body.count(b"}\n{") + crlf and body.count(b"\r") == crlf
+
+
 def _jsonl_declared(data: bytes, contract: Contract) -> Parsed | None:
     """The fast path: Arrow reads the lines with the contract's types. None when only a line-by-line read can tell
     what happened (a line that is not an object, a value of another type, a required column that never appears)."""
-    if _TWO_OBJECTS_ON_A_LINE.search(data) or not _is_utf8(data):
-        return None  # Arrow's JSON parser has crashed the process on bytes that are not UTF-8: those go line by line
+    if (len(data) < _ARROW_JSON_BYTES or not _one_object_per_line(data) or _TWO_OBJECTS_ON_A_LINE.search(data)
+            or len(data.translate(None, _CONTROL_BYTES)) != len(data) or not _is_utf8(data)):
+        # Arrow's JSON parser has crashed the process, now and then, on a few hundred random bytes: only big files of
+        # plain text with one object per line take it; everything else goes line by line.
+        return None
     schema = pa.schema([(c.name, _READ_TYPES[c.type]) for c in contract.columns])
     try:
-        # A key outside the contract is an error here, so the slow path reports it as a dropped column: Arrow's type
-        # inference for such keys has crashed a long-running process on a few hundred bytes.
+        # A key outside the contract is an error here, so the slow path reports it as a dropped column.
         table = pa_json.read_json(
             io.BytesIO(data),
             read_options=pa_json.ReadOptions(

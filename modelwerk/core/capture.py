@@ -39,7 +39,7 @@ import binascii
 import datetime as _dt
 import json
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _quote  # the json module's own (C) string encoder
 from typing import Any
@@ -52,8 +52,14 @@ __all__ = [
     "JSON",
     "JSON_CONTENT_TYPES",
     "CaptureLines",
+    "BATCH_INPUT",
+    "BATCH_OUTPUT",
     "CaptureRecordError",
     "CapturedRequest",
+    "batch_manifest",
+    "batch_manifest_key",
+    "csv_filter",
+    "manifest_uris",
     "capture_line",
     "capture_record",
     "encoding_for",
@@ -353,3 +359,95 @@ def iter_lines(body: bytes | str, *, keep_errors: int = 10) -> CaptureLines:
     (['1,2'], 1, 1)
     """
     return CaptureLines(body, keep_errors=keep_errors)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Batch transform capture
+
+
+#: The two folders a transform job's data capture holds under its ``DestinationS3Uri``.
+BATCH_INPUT = "input"
+BATCH_OUTPUT = "output"
+
+
+def batch_manifest(prefix: str, relative_keys: Iterable[str]) -> bytes:
+    """A batch capture object as SageMaker writes it: not the data, a manifest of the job's objects in
+    ``TransformS3DataSource``'s manifest format (``[{"prefix": "s3://bucket/prefix/"}, "relative/key", ...]``); the
+    ``input`` side names the objects the job read, the ``output`` side the ``.out`` objects it wrote.
+
+    >>> batch_manifest("s3://b/in/", ["part-00000.csv"])
+    b'[{"prefix": "s3://b/in/"}, "part-00000.csv"]'
+    """
+    if not prefix.startswith("s3://"):
+        raise ValueError(f"a manifest prefix is an s3:// URI, not {prefix!r}")
+    return json.dumps([{"prefix": prefix}, *relative_keys]).encode("utf-8")
+
+
+def batch_manifest_key(destination: str, side: str, when: _dt.datetime, *, unique: str | None = None) -> str:
+    """The key of a batch capture manifest under the capture destination's key prefix:
+    ``<destination>/<input|output>/yyyy/mm/dd/hh/<uuid>.json`` (UTC, the hour the job captured it).
+
+    >>> batch_manifest_key("capture-batch/pump-health/exec-1", "input",
+    ...                    _dt.datetime(2026, 3, 1, 12, 5, tzinfo=_dt.timezone.utc), unique="0b6e")
+    'capture-batch/pump-health/exec-1/input/2026/03/01/12/0b6e.json'
+    """
+    if side not in (BATCH_INPUT, BATCH_OUTPUT):
+        raise ValueError(f"side must be {BATCH_INPUT!r} or {BATCH_OUTPUT!r}, not {side!r}")
+    if when.tzinfo is None:
+        raise ValueError("when must be timezone-aware")
+    when = when.astimezone(_dt.timezone.utc)
+    return f"{destination.strip('/')}/{side}/{when:%Y/%m/%d/%H}/{unique or uuid.uuid4()}.json"
+
+
+def manifest_uris(body: bytes | str) -> list[str]:
+    """The S3 URIs a batch capture manifest names (its prefix joined to each relative key).
+
+    >>> manifest_uris('[{"prefix": "s3://b/in/"}, "a.csv", "sub/b.csv"]')
+    ['s3://b/in/a.csv', 's3://b/in/sub/b.csv']
+    """
+    try:
+        document = json.loads(body)
+    except ValueError as exc:
+        raise CaptureRecordError(f"a batch capture manifest is not JSON: {exc}") from None
+    if (not isinstance(document, list) or not document or not isinstance(document[0], dict)
+            or not isinstance(document[0].get("prefix"), str) or not document[0]["prefix"].startswith("s3://")):
+        raise CaptureRecordError('a batch capture manifest is [{"prefix": "s3://..."}, "<key>", ...]')
+    prefix = document[0]["prefix"]
+    if not prefix.endswith("/"):
+        prefix += "/"
+    keys = document[1:]
+    if not all(isinstance(key, str) for key in keys):
+        raise CaptureRecordError("a batch capture manifest lists its objects as strings")
+    return [prefix + key.lstrip("/") for key in keys]
+
+
+def csv_filter(expression: str | None) -> Callable[[int], list[int]]:
+    """The columns a transform's CSV ``InputFilter``/``OutputFilter`` keeps, as a function of a record's width:
+    ``$`` (all), ``$[i]``, ``$[i,j,...]``, ``$[a:b]`` (negative indices count from the end), the JSONPath subset
+    SageMaker applies to CSV records.
+
+    >>> csv_filter("$[1:]")(4), csv_filter("$[0,-1]")(4), csv_filter(None)(2)
+    ([1, 2, 3], [0, 3], [0, 1])
+    """
+    text = (expression or "$").replace(" ", "")
+    if text == "$":
+        return lambda width: list(range(width))
+    if not (text.startswith("$[") and text.endswith("]")):
+        raise ValueError(f"{expression!r} is not a CSV filter ($, $[i,j], $[a:b])")
+    body = text[2:-1]
+    if ":" in body:
+        start_text, _, stop_text = body.partition(":")
+        if ":" in stop_text:
+            raise ValueError(f"{expression!r}: a step is not supported")
+        start = int(start_text) if start_text else None
+        stop = int(stop_text) if stop_text else None
+        return lambda width: list(range(width))[start:stop]
+    indices = [int(part) for part in body.split(",")]
+
+    def pick(width: int) -> list[int]:
+        picked = [i + width if i < 0 else i for i in indices]
+        if any(i < 0 or i >= width for i in picked):
+            raise ValueError(f"{expression!r} names a column a record of {width} values does not have")
+        return picked
+
+    return pick

@@ -37,11 +37,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from modelwerk.core.capture import CapturedRequest, iter_lines
+from modelwerk.core.capture import CapturedRequest, csv_filter, iter_lines
 from modelwerk.core.gate import label_text
 
 __all__ = ["QualityError", "Window", "compare_window", "feature_summary", "hour_prefixes", "input_columns",
-           "numeric_inputs", "predictions_frame", "quality", "read_window", "window_bounds"]
+           "numeric_inputs", "predictions_frame", "quality", "read_batch", "read_window", "window_bounds"]
 
 #: Reasons kept per window (the counts are always complete).
 KEEP_ERRORS = 10
@@ -158,6 +158,55 @@ def read_window(bodies: Iterable[bytes | str], columns: Sequence[str], *,
         named = pd.DataFrame.from_records(dict_rows)
         frames.append(named.reindex(columns=[*columns, *[c for c in named.columns if c not in columns]]))
     window.frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns, dtype=object)
+    return window
+
+
+def read_batch(bodies: Iterable[bytes | str], columns: Sequence[str], *, input_filter: str | None = None,
+               numeric: Collection[str] = ()) -> Window:
+    """The feature rows of a batch transform's captured inputs: the job's input objects (headerless CSV, one record
+    a line), each record cut by the job's ``InputFilter`` to what the model was sent, then named ``columns``.
+
+    ``requests`` counts the objects; a record whose filtered width is not the model's is a bad row, an object that is
+    not CSV a bad request, each counted with its first reasons kept. ``numeric`` columns are read as float64 where
+    every value is a number (else left as sent, so the comparison counts what is not).
+    """
+    columns = list(columns)
+    pick = csv_filter(input_filter)
+    numeric = set(numeric)
+    window = Window(frame=pd.DataFrame())
+    parts: list[pd.DataFrame] = []
+    for number, body in enumerate(bodies, start=1):
+        window.requests += 1
+        window.content_types["text/csv"] += 1
+        text = body.decode("utf-8") if isinstance(body, bytes) else body
+        try:
+            records = [row for row in csv.reader(io.StringIO(text), strict=True) if row]
+        except (csv.Error, UnicodeDecodeError) as exc:
+            window.bad_requests += 1
+            window.problem(f"input object {number}: not CSV ({exc})")
+            continue
+        good: list[list[str]] = []
+        for row in records:
+            try:
+                values = [row[i] for i in pick(len(row))]
+            except ValueError as exc:
+                values, reason = [], str(exc)
+            else:
+                reason = f"a record of {len(values)} value(s) after the input filter, the model takes {len(columns)}"
+            if len(values) != len(columns):
+                window.bad_rows += 1
+                window.problem(f"input object {number}: {reason}")
+                continue
+            good.append(values)
+        if good:
+            parts.append(pd.DataFrame(good, columns=columns, dtype=object))
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns, dtype=object)
+    for name in numeric & set(columns):
+        values = frame[name].replace("", None)
+        converted = pd.to_numeric(values, errors="coerce")
+        if bool((converted.notna() | values.isna()).all()):
+            frame[name] = converted.astype("float64")
+    window.frame = frame
     return window
 
 

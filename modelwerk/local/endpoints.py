@@ -6,7 +6,7 @@ An endpoint is a record (what :mod:`modelwerk.local.runtime` routes by) and one 
 runtime's (the front end's, as on AWS), from the record's ``capture``. The embedded SageMaker keeps its
 records under ``<records>/endpoints/<account>/<region>/<name>.json`` (one runtime serves every account); the
 library's own local deploy keeps ``<records>/endpoints/<env>/<name>.json``. ``modelwerk local down`` stops every
-fleet with the embedded AWS.
+fleet with the embedded AWS, serverless ones (started by the runtime on demand) included.
 """
 
 from __future__ import annotations
@@ -35,6 +35,10 @@ START_TIMEOUT_SECONDS = 90.0
 
 class DeploymentError(ValidationError):
     """A fleet did not become healthy (its model failed to load, or its process ended)."""
+
+
+#: The file in a serverless variant's folder that holds the fleet the SageMaker Runtime started on demand.
+SERVERLESS_PID_FILE = "serverless.pid"
 
 
 def endpoints_dir(records: Path, env: str) -> Path:
@@ -208,4 +212,19 @@ def stop_all(records: Path) -> int:
             if alive(variant.get("pid")):
                 stop_process(variant["pid"])
                 stopped += 1
+            serverless = variant.get("serverless") if isinstance(variant.get("serverless"), dict) else {}
+            pid = _serverless_pid(Path(serverless["workdir"])) if serverless.get("workdir") else None
+            if pid is not None:
+                stop_process(pid)
+                stopped += 1
     return stopped
+
+
+def _serverless_pid(workdir: Path) -> int | None:
+    """The running process of a serverless variant's fleet, which the SageMaker Runtime started on demand (it stops
+    it itself when it stops; a runtime that was killed leaves it to ``local down``)."""
+    try:
+        pid = int((workdir / SERVERLESS_PID_FILE).read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return None
+    return pid if alive(pid) else None

@@ -3,17 +3,20 @@
 It reads the definition JSON exactly as SageMaker does: parameters (defaults and start-time overrides, checked before
 anything runs), steps in the order their property references and ``DependsOn`` impose, expressions resolved by
 :mod:`modelwerk.local.pipeline_expressions`. Processing and training steps run as local processes under the container
-contracts (:mod:`~modelwerk.local.processing`, :mod:`~modelwerk.local.training`); a condition step picks its branch;
-a fail step ends the execution with its message; a ``RegisterModel`` step calls ``CreateModelPackage`` (in the group's
-account) and a ``Model`` step ``CreateModel``. A failed step fails the execution and the steps not yet run are skipped.
-An execution asked to stop ends its running job's process and is Stopped. Each step's status, times, failure reason
+contracts (:mod:`~modelwerk.local.processing`, :mod:`~modelwerk.local.training`); a transform step calls
+``CreateTransformJob`` in the pipeline's account and waits for its job (the embedded SageMaker runs it); a condition
+step picks its branch; a fail step ends the execution with its message; a ``RegisterModel`` step calls
+``CreateModelPackage`` (in the group's account) and a ``Model`` step ``CreateModel``. A failed step fails the
+execution and the steps not yet run are skipped. An execution asked to stop ends its running job's process (or stops
+its transform job) and is Stopped. Each step's status, times, failure reason
 and log are kept in the execution's record folder.
 
 Step caching follows the step's ``CacheConfig``: a step whose cache key matches a successful earlier run of the same
 pipeline within ``ExpireAfter`` reuses that run's properties instead of running. The key holds the attributes
 SageMaker's does (processing: AppSpecification, Environment, ProcessingInputs; training: AlgorithmSpecification,
 Environment, HyperParameters, InputDataConfig, ...) with every S3 URI replaced by a fingerprint of what it holds
-(keys and ETags), so "unchanged inputs" means unchanged content, not an unchanged address.
+(keys and ETags), so "unchanged inputs" means unchanged content, not an unchanged address. A transform step's key
+holds DataProcessing, Environment, ModelName and TransformInput, as SageMaker's does.
 """
 
 from __future__ import annotations
@@ -42,7 +45,11 @@ CACHE_KEY_ATTRIBUTES = {
     "Processing": ("AppSpecification", "Environment", "ProcessingInputs"),
     "Training": ("AlgorithmSpecification", "CheckpointConfig", "DebugHookConfig", "DebugRuleConfigurations",
                  "Environment", "HyperParameters", "InputDataConfig"),
+    "Transform": ("DataProcessing", "Environment", "ModelName", "TransformInput"),
 }
+#: How often a transform step asks for its job's status.
+TRANSFORM_POLL_SECONDS = 0.5
+_JOB_NAME = re.compile(r"[^a-zA-Z0-9-]+")
 SUCCEEDED, FAILED, SKIPPED, EXECUTING, STOPPED = "Succeeded", "Failed", "Skipped", "Executing", "Stopped"
 _DURATION = re.compile(r"^P?(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$",
                        re.IGNORECASE)
@@ -343,6 +350,8 @@ class PipelineExecutor:
             kind = step["Type"]
             if kind in ("Processing", "Training"):
                 log = self._run_job(step, arguments, context, execution, record, stop)
+            elif kind == "Transform":
+                log = self._run_transform(step, arguments, context, execution, record, stop)
             elif kind == "Condition":
                 holds = all(condition_holds(c, context) for c in step["Arguments"].get("Conditions", []))
                 record.properties = {"Outcome": "True" if holds else "False"}
@@ -385,16 +394,24 @@ class PipelineExecutor:
         record.status, record.failure_reason = FAILED, reason
         execution.status, execution.failure_reason = FAILED, reason
 
-    def _run_job(self, step: dict[str, Any], arguments: dict[str, Any], context: ExecutionContext,
-                 execution: Execution, record: StepRecord, stop: threading.Event) -> str:
+    def _cached(self, step: dict[str, Any], arguments: dict[str, Any], context: ExecutionContext,
+                record: StepRecord) -> tuple[str | None, bool]:
+        """(the step's cache key or None, whether a cached result was reused)."""
         cache_config = step.get("CacheConfig") or {}
         key = self.cache.key(self.pipeline_name, step, arguments) if cache_config.get("Enabled") else None
         cached = self.cache.lookup(key, cache_config.get("ExpireAfter")) if key else None
-        if cached is not None:
-            record.properties, record.cache_hit = cached["properties"], cached["execution_arn"]
-            context.steps[step["Name"]] = cached["properties"]
-            context.property_files[step["Name"]] = cached.get("property_files", {})
-            return f"cache hit: reused the result of {cached['execution_arn']}\n"
+        if cached is None:
+            return key, False
+        record.properties, record.cache_hit = cached["properties"], cached["execution_arn"]
+        context.steps[step["Name"]] = cached["properties"]
+        context.property_files[step["Name"]] = cached.get("property_files", {})
+        return key, True
+
+    def _run_job(self, step: dict[str, Any], arguments: dict[str, Any], context: ExecutionContext,
+                 execution: Execution, record: StepRecord, stop: threading.Event) -> str:
+        key, hit = self._cached(step, arguments, context, record)
+        if hit:
+            return f"cache hit: reused the result of {record.cache_hit}\n"
         job_name = f"pipelines-{execution.execution_id}-{step['Name']}"[:63]
         work_dir = Path(execution.record_dir) / "work" / step["Name"]
         runner = run_processing_job if step["Type"] == "Processing" else run_training_job
@@ -414,6 +431,51 @@ class PipelineExecutor:
             self.cache.store(key, {"execution_arn": execution.arn, "step": step["Name"], "finished_at": _now(),
                                    "properties": result.properties, "property_files": files})
         return result.log
+
+    def _run_transform(self, step: dict[str, Any], arguments: dict[str, Any], context: ExecutionContext,
+                       execution: Execution, record: StepRecord, stop: threading.Event) -> str:
+        """``CreateTransformJob`` in the pipeline's account, then its status until it ends; the step's properties are
+        the job's DescribeTransformJob. Stopping the execution stops the job."""
+        from botocore.exceptions import ClientError
+
+        key, hit = self._cached(step, arguments, context, record)
+        if hit:
+            return f"cache hit: reused the result of {record.cache_hit}\n"
+        request = {k: v for k, v in arguments.items() if v not in ({}, None)}
+        name = _JOB_NAME.sub("-", f"pipelines-{execution.execution_id}-{step['Name']}".lower())[:63].strip("-")
+        request["TransformJobName"] = name
+        sagemaker = self.clients("sagemaker", None)
+        try:
+            sagemaker.create_transform_job(**request)
+        except ClientError as error:
+            raise ExecutionFailedError(f"step {step['Name']}: CreateTransformJob: "
+                                       f"{error.response.get('Error', {}).get('Message', error)}") from None
+        record.properties = {"TransformJobName": name}
+        asked_to_stop = False
+        while True:
+            described = sagemaker.describe_transform_job(TransformJobName=name)
+            status = described["TransformJobStatus"]
+            if status in ("Completed", "Failed", "Stopped"):
+                break
+            if stop.is_set() and not asked_to_stop:
+                sagemaker.stop_transform_job(TransformJobName=name)
+                asked_to_stop = True
+            time.sleep(TRANSFORM_POLL_SECONDS)
+        described.pop("ResponseMetadata", None)
+        properties = json.loads(json.dumps(described, default=_iso))
+        record.properties = properties
+        log = f"transform job {name}: {status}\n"
+        if status == "Stopped":
+            raise StepStopped(f"transform job {name} was stopped", log=log)
+        if status == "Failed":
+            raise StepFailed(f"transform job {name} failed: {described.get('FailureReason', 'no reason given')}",
+                             log=log)
+        context.steps[step["Name"]] = properties
+        context.property_files[step["Name"]] = {}
+        if key:
+            self.cache.store(key, {"execution_arn": execution.arn, "step": step["Name"], "finished_at": _now(),
+                                   "properties": properties, "property_files": {}})
+        return log
 
     def _register(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """``CreateModelPackage`` in the group's account (the registry); the group is addressed by name there."""
@@ -437,6 +499,10 @@ class PipelineExecutor:
         request.setdefault("ModelName", f"pipelines-{execution.execution_id}-{step['Name']}"[:63])
         arn = self.clients("sagemaker", None).create_model(**request)["ModelArn"]
         return {"ModelName": request["ModelName"], "ModelArn": arn}
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 def load_execution(record_dir: Path) -> Execution:

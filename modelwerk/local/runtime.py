@@ -25,6 +25,12 @@ is sent (:class:`CaptureSpool`), so an answered request is captured even when th
 a background thread writes the spool to S3 and a later runtime replays what a dead one left. A retried request
 (botocore resends a POST with the same ``amz-sdk-invocation-id``) keeps its event id and is captured once.
 
+A serverless variant (its record's ``serverless``: the endpoint config's ServerlessConfig, an idle time, the folder
+its model was extracted to) has no running fleet until a request comes: this gateway starts one then, and that
+request waits for it (a cold start, published as ``ModelSetupTime``); the fleet stops after the idle time without a
+request, or once the record no longer routes to it. At most ``MaxConcurrency`` requests are in flight on it; beyond,
+the caller gets ``ThrottlingException`` (429), as Serverless Inference throttles (:class:`ServerlessCapacity`).
+
 A fleet's workers share one listening socket held by the container's supervisor; a worker accepts only once its
 model is loaded, so traffic reaches healthy workers only. A connection that breaks (a worker killed mid-request) is
 retried on a new connection for up to :data:`RECONNECT_SECONDS` while the supervisor replaces the worker.
@@ -34,6 +40,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
@@ -52,6 +60,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from modelwerk.core.capture import capture_line, object_key
+from modelwerk.local.endpoints import SERVERLESS_PID_FILE
 
 log = logging.getLogger("modelwerk.runtime")
 
@@ -73,6 +82,8 @@ INVOCATION_ID = b"amz-sdk-invocation-id"
 _CALL_ID = re.compile(rb"[0-9A-Za-z-]{1,64}")
 #: The access key and region of a SigV4 signature.
 _CREDENTIAL = re.compile(rb"Credential=([^/,\s]+)/[^/]+/([^/]+)/")
+#: How often idle serverless fleets are looked for (seconds).
+SERVERLESS_REAP_SECONDS = 0.5
 
 
 class InvokeError(Exception):
@@ -102,6 +113,19 @@ class Fleet:
     region: str | None = None
     #: The endpoint's DataCaptureConfig as the record holds it (None: no capture).
     capture: dict[str, Any] | None = None
+    #: A serverless variant: started here on demand (None: a running fleet at ``url``).
+    serverless: ServerlessSpec | None = None
+
+
+@dataclass(frozen=True)
+class ServerlessSpec:
+    """A serverless variant as its record describes it: its capacity, idle time, and how to start its fleet."""
+
+    memory_mb: int
+    max_concurrency: int
+    idle_seconds: float
+    workdir: str
+    environment: dict[str, str]
 
 
 @dataclass
@@ -109,6 +133,8 @@ class Route:
     endpoint: str
     fleets: list[Fleet]
     mode: str = "SingleModel"
+    #: The record this route was read from.
+    record: str | None = None
 
     def pick(self, variant: str | None) -> Fleet:
         candidates = [f for f in self.fleets if f.weight > 0 and (variant is None or f.name == variant)]
@@ -135,9 +161,21 @@ def read_route(path: Path) -> Route:
                     model_cache_dir=v.get("model_cache_dir"), fleet=v.get("fleet", "blue"),
                     account=doc.get("account"), region=doc.get("region"),
                     capture=_capture_of(v.get("capture", doc.get("capture")), doc["endpoint"],
-                                        v.get("name", "AllTraffic"), doc.get("account"), doc.get("region")))
-              for v in doc.get("variants", []) if v.get("url")]
-    return Route(endpoint=doc["endpoint"], fleets=fleets, mode=doc.get("mode", "SingleModel"))
+                                        v.get("name", "AllTraffic"), doc.get("account"), doc.get("region")),
+                    serverless=_serverless_of(v.get("serverless")))
+              for v in doc.get("variants", []) if v.get("url") or v.get("serverless")]
+    return Route(endpoint=doc["endpoint"], fleets=fleets, mode=doc.get("mode", "SingleModel"), record=str(path))
+
+
+def _serverless_of(config: Any) -> ServerlessSpec | None:
+    """The record's serverless variant (``config``: its ServerlessConfig), or None for a variant on instances."""
+    if not isinstance(config, dict) or not config.get("workdir"):
+        return None
+    capacity = config.get("config") or {}
+    return ServerlessSpec(memory_mb=int(capacity.get("MemorySizeInMB", 0)),
+                          max_concurrency=max(int(capacity.get("MaxConcurrency", 1)), 1),
+                          idle_seconds=float(config.get("idle_seconds", 300.0)), workdir=str(config["workdir"]),
+                          environment={str(k): str(v) for k, v in (config.get("environment") or {}).items()})
 
 
 def _capture_of(config: Any, endpoint: str, variant: str, account: str | None,
@@ -443,6 +481,183 @@ def _message(text: str) -> str:
     return str(doc.get("message", doc)) if isinstance(doc, dict) else str(doc)
 
 
+@dataclass
+class _Warm:
+    """A serverless fleet that runs."""
+
+    url: str
+    pid: int
+    endpoint: str
+    variant: str
+    record: str | None
+    idle_seconds: float
+    last_used: float
+
+
+class ServerlessCapacity:
+    """Serverless variants' fleets: started by the first request, stopped after the variant's idle time without one.
+
+    The request that finds no fleet waits while one starts (a cold start); its duration is published as SageMaker's
+    ``ModelSetupTime`` (``AWS/SageMaker``, microseconds, per EndpointName and VariantName) before the request is
+    answered. At most ``MaxConcurrency`` requests are in flight on a variant (waiting for a cold start counts); the
+    next gets ``ThrottlingException``. A fleet also stops once its record routes to it no longer (the endpoint was
+    deleted or updated), and when the runtime stops.
+
+    ``credentials(account, region)``: the endpoint account's ``AWS_*`` variables for the fleet (None: this process's
+    own). ``cloudwatch(account, region)``: a client that ModelSetupTime is published with (None: not published).
+    """
+
+    def __init__(self, *, credentials: Any = None, cloudwatch: Any = None,
+                 reap_seconds: float = SERVERLESS_REAP_SECONDS):
+        self._credentials = credentials
+        self._cloudwatch = cloudwatch
+        self._lock = threading.Lock()
+        self._warm: dict[str, _Warm] = {}
+        self._in_flight: dict[str, int] = {}
+        self._starting: dict[str, asyncio.Lock] = {}
+        self._stop = threading.Event()
+        self.reap_seconds = reap_seconds
+        self._thread = threading.Thread(target=self._reap_loop, name="serverless-reaper", daemon=True)
+        self._thread.start()
+
+    @contextlib.asynccontextmanager
+    async def serving(self, route: Route, fleet: Fleet) -> Any:
+        """The URL of the variant's running fleet (started if none runs) for one request; throttled beyond
+        MaxConcurrency."""
+        spec = fleet.serverless
+        assert spec is not None
+        key = spec.workdir
+        with self._lock:
+            if self._in_flight.get(key, 0) >= spec.max_concurrency:
+                raise InvokeError(429, "ThrottlingException",
+                                  f"Endpoint {route.endpoint} variant {fleet.name} has {spec.max_concurrency} "
+                                  "invocations in flight, its MaxConcurrency; retry later or raise MaxConcurrency")
+            self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        try:
+            yield await self._url(route, fleet, spec)
+        finally:
+            with self._lock:
+                self._in_flight[key] -= 1
+                warm = self._warm.get(key)
+                if warm is not None:
+                    warm.last_used = time.monotonic()
+
+    async def _url(self, route: Route, fleet: Fleet, spec: ServerlessSpec) -> str:
+        with self._lock:
+            warm = self._warm.get(spec.workdir)
+        if warm is not None:
+            return warm.url
+        async with self._starting.setdefault(spec.workdir, asyncio.Lock()):
+            with self._lock:
+                warm = self._warm.get(spec.workdir)
+            if warm is not None:
+                return warm.url
+            loop = asyncio.get_running_loop()
+            began = time.perf_counter()
+            try:
+                started = await loop.run_in_executor(None, self._start, route.endpoint, fleet, spec)
+            except Exception as error:  # noqa: BLE001 - the container did not start: the caller is told why
+                log.warning("serverless %s/%s did not start: %s", route.endpoint, fleet.name, error)
+                raise InvokeError(424, "ModelError", f"The serverless variant {fleet.name} of {route.endpoint} did "
+                                                     f"not start: {error}") from None
+            setup_us = (time.perf_counter() - began) * 1e6
+            with self._lock:
+                self._warm[spec.workdir] = _Warm(url=started.url, pid=started.pid, endpoint=route.endpoint,
+                                                 variant=fleet.name, record=route.record,
+                                                 idle_seconds=spec.idle_seconds, last_used=time.monotonic())
+            log.info("serverless %s/%s started in %.2f s on %s", route.endpoint, fleet.name, setup_us / 1e6,
+                     started.url)
+            await loop.run_in_executor(None, self._publish_setup, route.endpoint, fleet, setup_us)
+            return started.url
+
+    def _start(self, endpoint: str, fleet: Fleet, spec: ServerlessSpec) -> Any:
+        from modelwerk.local.endpoints import start_fleet
+
+        environment = dict(spec.environment)
+        own = self._credentials is None or not fleet.account
+        if not own:
+            environment.update(self._credentials(fleet.account, fleet.region))
+        root = os.environ.get("MODELWERK_LOCAL_ROOT")
+        started = start_fleet(root=Path(root) if root else None, workdir=Path(spec.workdir), endpoint=endpoint,
+                              fleet=fleet.fleet, environment=environment, variant=fleet.name, inherit_aws=own)
+        (Path(spec.workdir) / SERVERLESS_PID_FILE).write_text(str(started.pid), encoding="utf-8")
+        return started
+
+    def _publish_setup(self, endpoint: str, fleet: Fleet, setup_us: float) -> None:
+        if self._cloudwatch is None:
+            return
+        datum = {"MetricName": "ModelSetupTime", "Unit": "Microseconds", "Value": float(round(setup_us)),
+                 "Timestamp": _dt.datetime.now(_dt.timezone.utc),
+                 "Dimensions": [{"Name": "EndpointName", "Value": endpoint},
+                                {"Name": "VariantName", "Value": fleet.name}]}
+        try:
+            self._cloudwatch(fleet.account, fleet.region).put_metric_data(Namespace="AWS/SageMaker",
+                                                                          MetricData=[datum])
+        except Exception as error:  # noqa: BLE001 - a metric lost never fails the request that started the fleet
+            log.warning("ModelSetupTime of %s/%s not published: %s", endpoint, fleet.name, error)
+
+    # -- scaling to zero ---------------------------------------------------------------------------------------------
+    def _reap_loop(self) -> None:
+        while not self._stop.wait(self.reap_seconds):
+            try:
+                self.reap()
+            except Exception:  # noqa: BLE001 - logged; the next look tries again
+                log.exception("serverless: looking for idle fleets failed")
+
+    def reap(self) -> int:
+        """Stop the fleets idle for their idle time, or no longer routed to; how many stopped."""
+        with self._lock:
+            records = {key: warm.record for key, warm in self._warm.items()}
+        gone = {key for key, record in records.items() if not _routes_to(record, key)}
+        now = time.monotonic()
+        stopping = []
+        with self._lock:
+            for key, warm in list(self._warm.items()):
+                if self._in_flight.get(key, 0):
+                    continue
+                if key in gone or now - warm.last_used >= warm.idle_seconds:
+                    stopping.append((key, self._warm.pop(key)))
+        for key, warm in stopping:
+            self._stop_fleet(key, warm, "no longer routed to" if key in gone else
+                             f"idle for {warm.idle_seconds:g} s")
+        return len(stopping)
+
+    def _stop_fleet(self, key: str, warm: _Warm, why: str) -> None:
+        from modelwerk.local.endpoints import stop_process
+
+        log.info("serverless %s/%s stops (%s)", warm.endpoint, warm.variant, why)
+        stop_process(warm.pid)
+        (Path(key) / SERVERLESS_PID_FILE).unlink(missing_ok=True)
+
+    def running(self) -> dict[str, str]:
+        """Working folder -> URL of each running serverless fleet."""
+        with self._lock:
+            return {key: warm.url for key, warm in self._warm.items()}
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.reap_seconds + 5)
+        with self._lock:
+            stopping = list(self._warm.items())
+            self._warm.clear()
+        for key, warm in stopping:
+            self._stop_fleet(key, warm, "the runtime stops")
+
+
+def _routes_to(record: str | None, workdir: str) -> bool:
+    """Whether the endpoint record still routes to the serverless fleet of ``workdir``."""
+    if record is None:
+        return True
+    try:
+        doc = json.loads(Path(record).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return True  # being replaced: looked at again at the next reap
+    return any(isinstance(v.get("serverless"), dict) and v["serverless"].get("workdir") == workdir
+               for v in doc.get("variants", []))
+
+
 class Accounts:
     """Every account's endpoints behind one runtime: the caller's account from its access key (asked once per key of
     the embedded AWS, which issued it), clients and invocation metrics in an endpoint's account."""
@@ -475,6 +690,10 @@ class Accounts:
 
     def client(self, service: str, account: str, region: str | None) -> Any:
         return self._context.client(service, account, region or self.default_region)
+
+    def credentials(self, account: str, region: str | None) -> dict[str, str]:
+        """``AWS_*`` variables of a process acting in ``account`` (a serverless fleet)."""
+        return self._context.credentials(account, region or self.default_region)
 
     def metrics(self, account: str, region: str) -> Any:
         """The invocation metrics published into ``account``'s CloudWatch in ``region`` (None when switched off)."""
@@ -574,6 +793,13 @@ class Gateway:
         self.metrics = metrics
         self.connections = FleetConnections()
         self._session: Any = None
+        if accounts is not None:
+            self.serverless = ServerlessCapacity(
+                credentials=accounts.credentials,
+                cloudwatch=(lambda account, region: accounts.client("cloudwatch", account, region))
+                if accounts.publish_metrics else None)
+        else:
+            self.serverless = ServerlessCapacity(cloudwatch=_own_cloudwatch if metrics is not None else None)
 
     async def _routing(self, headers: dict[bytes, bytes]) -> tuple[EndpointTable, Any]:
         """The records and the metrics of the caller's account and region."""
@@ -674,6 +900,13 @@ class Gateway:
             raise InvokeError(400, "ValidationError",
                                 f"Endpoint {route.endpoint} is not a multi-model endpoint: TargetModel is not allowed")
         forwarded = {k.decode(): v.decode("latin-1") for k, v in headers.items() if k in FORWARDED}
+        if fleet.serverless is not None:
+            async with self.serverless.serving(route, fleet) as url:
+                return await self._answer(session, dataclasses.replace(fleet, url=url), target, forwarded, body)
+        return await self._answer(session, fleet, target, forwarded, body)
+
+    async def _answer(self, session: Any, fleet: Fleet, target: str | None, forwarded: dict[str, str], body: bytes):
+        """The fleet's answer (a multi-model target loaded again if the container evicted it), or ModelError."""
         for attempt in (1, 2):
             status, out_headers, payload, seconds = await self._post(session, fleet, forwarded, body)
             if status == 404 and target and attempt == 1:
@@ -724,6 +957,7 @@ class Gateway:
                 if self._session is not None:
                     await self._session.close()
                 self.connections.close()
+                await asyncio.get_running_loop().run_in_executor(None, self.serverless.close)
                 if self.spool is not None:
                     await asyncio.get_running_loop().run_in_executor(None, self.spool.close)
                 if self.metrics is not None:
@@ -827,6 +1061,13 @@ def _exit_with_parent(seconds: float = 2.0) -> None:
         os._exit(0)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _own_cloudwatch(account: str | None, region: str | None) -> Any:
+    """This process's own CloudWatch (the library's local deploy): ModelSetupTime goes where its metrics go."""
+    import boto3
+
+    return boto3.client("cloudwatch")
 
 
 def _own_account_metrics() -> Any:

@@ -187,7 +187,7 @@ def test_cfn_lint_finds_no_errors_in_any_template(synthesized, config):
     # Training, one stack per configured endpoint in the endpoints stages, and the promotion: its pipelines in the
     # registry and the roles they use in each environment they promote through.
     endpoints = sum(len(w.endpoints) for w in config.workloads)
-    assert endpoints == 7
+    assert endpoints == 8
     promotion = 1 + len(PROMOTION_PATH)
     assert len(templates) == 4 * len(config.workloads) + 1 + len(config.training_environments) + endpoints + promotion
     errors, unexpected_warnings = [], []

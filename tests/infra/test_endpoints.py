@@ -47,7 +47,8 @@ def one(template, resource_type: str) -> dict:
 
 def test_cdk_json_declares_the_endpoints_of_each_environment_with_documented_defaults():
     config = settings.parse_context(CONTEXT, ROOT)
-    assert list(config.environment("dev").endpoints) == ["pump-health", "pump-fleet", "energy-forecast"]
+    assert list(config.environment("dev").endpoints) == ["pump-health", "pump-fleet", "energy-forecast",
+                                                          "energy-forecast-serverless"]
     assert list(config.environment("staging").endpoints) == ["pump-health", "energy-forecast"]
     assert list(config.environment("prod").endpoints) == ["pump-health", "energy-forecast"]
     assert config.registry.endpoints == {}

@@ -138,3 +138,68 @@ def test_an_event_without_an_endpoint_or_an_unknown_endpoint_fails_with_a_messag
     event["detail"] = {"endpoint": "nowhere"}
     with pytest.raises(handler_module.MonitorError, match="nowhere"):
         handler_module.handler(event, FakeContext())
+
+
+# -- batch: a completed transform job of an inference pipeline ---------------------------------------------------------
+
+JOB = "pipelines-abc123-Transform-xyz"
+CAPTURE = f"s3://{SERVING}/capture-batch/pump-health/abc123"
+
+
+def _transform_event(status: str = "Completed") -> dict[str, Any]:
+    """EventBridge's transform job state change, as SageMaker sends it (the job's description in ``detail``)."""
+    return {"version": "0", "id": "5d2b3c1e-0000-4000-8000-000000000002",
+            "detail-type": "SageMaker Transform Job State Change", "source": "aws.sagemaker",
+            "account": "123456789012", "time": "2026-03-01T13:05:00Z", "region": "eu-central-1", "resources": [f"arn:aws:sagemaker:eu-central-1:123456789012:transform-job/{JOB}"],
+            "detail": {"TransformJobName": JOB, "TransformJobStatus": status, "ModelName": f"{ENDPOINT}-1",
+                       "TransformOutput": {"S3OutputPath": f"s3://{SERVING}/batch/pump-health/abc123/transform"}}}
+
+
+def _batch(s3, rng, rows: int, shift: float) -> None:
+    """The export's CSV records (row id first), the job that read them, and SageMaker's capture manifests."""
+    from modelwerk.core.capture import batch_manifest, batch_manifest_key
+
+    records = "".join(f"{i},{rng.choice(['north', 'south'])},{rng.normal(60 + shift * 5, 5):.3f},"
+                      f"{rng.normal(100, 10):.3f}\n" for i in range(rows)) + "7,too,short\n"
+    prefix = "batch/pump-health/abc123/export/records/"
+    s3.put_object(Bucket=SERVING, Key=f"{prefix}part-00000.csv", Body=records.encode())
+    capture_key = CAPTURE.removeprefix(f"s3://{SERVING}/")
+    for side, name in (("input", "part-00000.csv"), ("output", "part-00000.csv.out")):
+        s3.put_object(Bucket=SERVING, Key=batch_manifest_key(capture_key, side, END),
+                      Body=batch_manifest(f"s3://{SERVING}/{prefix}", [name]))
+    boto3.client("sagemaker").create_transform_job(
+        TransformJobName=JOB, ModelName=f"{ENDPOINT}-1",
+        TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{SERVING}/{prefix}"}},
+                        "ContentType": "text/csv", "SplitType": "Line"},
+        TransformOutput={"S3OutputPath": f"s3://{SERVING}/batch/pump-health/abc123/transform"},
+        TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1},
+        DataProcessing={"InputFilter": "$[1:]", "OutputFilter": "$[0,-1]", "JoinSource": "Input"},
+        DataCaptureConfig={"DestinationS3Uri": CAPTURE})
+
+
+def test_a_completed_batch_is_judged_on_its_captured_inputs_by_use_case(aws, handler_module, capsys):
+    s3, rng = aws
+    _batch(s3, rng, 3000, shift=1.0)
+    result = handler_module.handler(_transform_event(), FakeContext())
+    assert result["use_case"] == "pump-health" and result["transform_job"] == JOB
+    assert result["rows"] == 3000 and result["bad_rows"] == 1  # the row id is cut off, the short record counted
+    assert result["worst"]["feature"] == "temperature" and result["worst"]["psi"] > 0.5
+    assert result["features"]["pressure"]["psi"] < 0.1
+    assert result["report_uri"] == f"s3://{SERVING}/monitoring/batch/pump-health/{JOB}.json"
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    dimension_sets = {tuple(s) for doc in emitted for d in doc["_aws"]["CloudWatchMetrics"] for s in d["Dimensions"]}
+    assert dimension_sets == {("UseCase",), ("UseCase", "Feature")}
+
+
+def test_a_transform_job_without_capture_or_outside_the_batch_prefix_is_refused(aws, handler_module):
+    s3, rng = aws
+    with pytest.raises(handler_module.MonitorError, match="no completed job"):
+        handler_module.handler(_transform_event("Failed"), FakeContext())
+    boto3.client("sagemaker").create_transform_job(
+        TransformJobName=JOB, ModelName=f"{ENDPOINT}-1",
+        TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{SERVING}/x/"}}},
+        TransformOutput={"S3OutputPath": f"s3://{SERVING}/y"},
+        TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1},
+        DataCaptureConfig={"DestinationS3Uri": f"s3://{SERVING}/elsewhere/abc"})
+    with pytest.raises(handler_module.MonitorError, match="not an inference pipeline's job"):
+        handler_module.handler(_transform_event(), FakeContext())

@@ -152,3 +152,23 @@ def test_lenient_contract_never_raises_and_balances(body: list[str]) -> None:
     data = "\n".join([header, *body]).encode("utf-8", "surrogatepass")
 
     assert_accounted_for(ingest(data, "f.csv", ENERGY))
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r\n"])
+def test_a_big_json_lines_file_read_by_arrow_gives_what_the_line_by_line_read_gives(line_end, monkeypatch) -> None:
+    from modelwerk.core import _readers
+
+    record = {"pump_id": "P-001", "site": "plant-north", "operator_email": "a@x.org", "failure": 0}
+    record.update({c: 1.5 for c in PUMP.column_names if c not in record and c != "timestamp"})
+    lines = [json.dumps({**record, "timestamp": f"2024-03-01T{h % 24:02d}:{m:02d}:00Z", "vibration_rms": -1.0 if m == 7
+                         else 1.5}) for h in range(40) for m in range(60)]
+    data = line_end.join(lines).encode()
+    assert len(data) > _readers._ARROW_JSON_BYTES and _readers._one_object_per_line(data)
+
+    fast = ingest(data, "f.jsonl")
+    monkeypatch.setattr(_readers, "_ARROW_JSON_BYTES", len(data) + 1)
+    slow = ingest(data, "f.jsonl")
+
+    assert fast.reasons == slow.reasons and fast.reasons  # the out-of-range readings, found both ways
+    assert fast.accepted.to_pylist() == slow.accepted.to_pylist()
+    assert [q["_row"] for q in fast.quarantined_rows] == [q["_row"] for q in slow.quarantined_rows]

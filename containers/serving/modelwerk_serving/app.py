@@ -156,15 +156,16 @@ class App:
         else:
             model = self._model
         try:
-            rows = model.schema.rows(body, request_format)
-            features = model.features(rows)
+            features = model.csv_features(body) if request_format == codecs.CSV else None
+            if features is None:
+                features = model.features(model.schema.rows(body, request_format))
         except HTTPError:
             raise
         except Exception as exc:  # noqa: BLE001 - reading the caller's body: whatever fails there is about the body
             logger.warning("a request body could not be read: %s", _one_line(exc), exc_info=exc)
             raise BadRequest(f"the body cannot be read as rows of the model's columns: {_one_line(exc)}") from None
         try:
-            predictions = await model.predict(features, len(rows))
+            predictions = await model.predict(features, len(features))
         except Exception as exc:  # noqa: BLE001 - sorted into the caller's fault (4xx) or the model's (5xx)
             raise prediction_error(exc) from None
         output = codecs.encode(predictions, response_format)

@@ -204,6 +204,17 @@ class Model:
             return self.schema.array(rows)
         return self.schema.frame(rows, self.feature_order)
 
+    def csv_features(self, body: bytes) -> Any:
+        """The features of a CSV body of plain numbers read in one pass (:meth:`InputSchema.plain_csv`), as
+        :meth:`features` would make them; None for any other body (read it with ``schema.rows``)."""
+        array = self.schema.plain_csv(body)
+        if array is None or self.feature_order is None:
+            return array
+        import pandas as pd
+
+        position = {name: j for j, name in enumerate(self.schema.names)}  # built as InputSchema.frame builds it
+        return pd.DataFrame({name: np.ascontiguousarray(array[:, position[name]]) for name in self.feature_order})
+
     def inline(self, rows: int) -> bool:
         """Whether predicting ``rows`` rows is fast enough to run on the event loop (see the module docstring)."""
         return self.seconds_one_row + self.seconds_per_row * (rows - 1) <= INLINE_BUDGET_SECONDS

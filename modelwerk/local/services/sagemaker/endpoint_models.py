@@ -5,7 +5,10 @@ An endpoint's production variants run as fleets of the serving container (:mod:`
 model's ``PrimaryContainer`` or first of ``Containers``; a ``ModelPackageName`` read in the package's own account;
 ``ModelDataUrl`` a ``model.tar.gz`` extracted, or in ``MultiModel`` mode the prefix its models are loaded from) and
 the endpoint config's data capture, which the SageMaker Runtime performs (the front end captures, as on AWS) with
-the endpoint account's credentials. The record each endpoint keeps under ``endpoints/<account>/<region>/<name>.json``
+the endpoint account's credentials. A serverless variant (``ServerlessConfig``) starts no fleet here: its model is
+resolved and extracted, and the SageMaker Runtime starts its fleet on the first request and stops it after
+``MODELWERK_SERVERLESS_IDLE_SECONDS`` (default :data:`SERVERLESS_IDLE_SECONDS`) without one, as Serverless
+Inference scales to zero. The record each endpoint keeps under ``endpoints/<account>/<region>/<name>.json``
 (replaced in one step) tells the SageMaker Runtime where its traffic goes and what it captures. Creation and updates
 run in the background and report through ``DescribeEndpoint`` and the
 "SageMaker Endpoint State Change" events; an update is blue/green (:mod:`.endpoint_deployment`).
@@ -14,6 +17,7 @@ run in the background and report through ``DescribeEndpoint`` and the
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,6 +34,10 @@ EVENT_STATUS = {"Creating": "CREATING", "Updating": "UPDATING", "InService": "IN
                 "Deleting": "DELETING", "RollingBack": "ROLLING_BACK"}
 #: Requests already routed to a fleet finish before it stops.
 DRAIN_SECONDS = 0.5
+#: How long a serverless variant's fleet stays warm without a request (SageMaker keeps its capacity warm for minutes);
+#: the embedded AWS reads ``MODELWERK_SERVERLESS_IDLE_SECONDS`` when it creates the endpoint.
+SERVERLESS_IDLE_SECONDS = 300.0
+SERVERLESS_IDLE_VARIABLE = "MODELWERK_SERVERLESS_IDLE_SECONDS"
 
 
 def validation(message: str) -> AwsError:
@@ -67,6 +75,9 @@ class Fleet:
     model_cache_dir: str | None = None
     #: The variant's share of this fleet: 1 when it serves alone, less while blue/green shifts traffic.
     share: float = 1.0
+    #: A serverless variant's capacity, idle time, working folder and container environment: no process runs here
+    #: (``url`` empty, ``pid`` 0); the SageMaker Runtime starts one on demand.
+    serverless: dict[str, Any] | None = None
 
 
 @dataclass
@@ -92,6 +103,43 @@ class LocalEndpoint:
     @property
     def arn(self) -> str:
         return endpoint_arn(self.account, self.region, self.name)
+
+
+def model_container(context: Any, account: str, region: str, model_name: str) -> Container:
+    """The model's container as SageMaker runs it (for an endpoint's variant or a transform job): its own, or the
+    model package version's (read in the package's account)."""
+    described = context.client("sagemaker", account, region).describe_model(ModelName=model_name)
+    container = described.get("PrimaryContainer") or (described.get("Containers") or [{}])[0]
+    image, url, environment = container.get("Image"), container.get("ModelDataUrl"), {}
+    package = container.get("ModelPackageName")
+    if package:
+        package_account, package_region = account, region
+        if package.startswith("arn:"):
+            parts = package.split(":")
+            package_region, package_account = parts[3], parts[4]
+        found = context.client("sagemaker", package_account, package_region).describe_model_package(
+            ModelPackageName=package)
+        containers = found.get("InferenceSpecification", {}).get("Containers", [])
+        if not containers:
+            raise ValueError(f"model package {package} has no InferenceSpecification container")
+        image = image or containers[0].get("Image")
+        url = url or containers[0].get("ModelDataUrl")
+        environment.update(containers[0].get("Environment") or {})
+    environment.update(container.get("Environment") or {})
+    return Container(image=image, mode=container.get("Mode", "SingleModel"), model_data_url=url,
+                     environment={str(k): str(v) for k, v in environment.items()})
+
+
+def read_s3(context: Any, account: str, region: str, uri: str) -> bytes:
+    """A model artifact read in ``account``, or ValueError saying why it cannot be."""
+    from botocore.exceptions import ClientError
+
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    try:
+        return context.client("s3", account, region).get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as error:
+        raise ValueError(f"the model artifact {uri} cannot be read: "
+                         f"{error.response.get('Error', {}).get('Code', error)}") from None
 
 
 class EndpointFleets:
@@ -290,6 +338,9 @@ class EndpointFleets:
         container = self._container(endpoint.account, endpoint.region, variant["ModelName"])
         workdir = self.context.folder("endpoints", endpoint.account, endpoint.region, endpoint.name,
                                       f"{name}-{colour}-{generation}")
+        serverless = variant.get("ServerlessConfig")
+        if serverless:
+            self._check_serverless(endpoint, variant, container)
         environment = {**container.environment, **self.context.credentials(endpoint.account, endpoint.region)}
         extra: dict[str, Any] = {}
         if container.mode == "MultiModel":
@@ -305,11 +356,32 @@ class EndpointFleets:
                                  "loads its model from a model.tar.gz in S3")
             archive = self._read_s3(endpoint.account, endpoint.region, container.model_data_url)
             environment["MODELWERK_MODEL_DIR"] = str(fleets.extract_model(archive, workdir / "model"))
+        if serverless:
+            return Fleet(variant=name, fleet=colour, config=config_name, url="", pid=0,
+                         log=str(workdir / f"{colour}.log"), mode=container.mode, image=container.image,
+                         started=datetime.now(timezone.utc),
+                         serverless={"config": dict(serverless), "idle_seconds": _idle_seconds(),
+                                     "workdir": str(workdir),
+                                     "environment": {**container.environment,
+                                                     "MODELWERK_MODEL_DIR": environment["MODELWERK_MODEL_DIR"]}})
         started = fleets.start_fleet(root=self.context.root, workdir=workdir, endpoint=endpoint.name, fleet=colour,
                                      environment=environment, variant=name, inherit_aws=False)
         return Fleet(variant=name, fleet=colour, config=config_name, url=started.url, pid=started.pid,
                      log=started.log, mode=container.mode, image=container.image,
                      started=datetime.now(timezone.utc), **extra)
+
+    def _check_serverless(self, endpoint: LocalEndpoint, variant: dict[str, Any], container: Container) -> None:
+        """What SageMaker Serverless Inference does not run: a multi-model container, a model in a VPC or isolated
+        from the network."""
+        if container.mode == "MultiModel":
+            raise ValueError(f"model {variant['ModelName']} is MultiModel: a serverless variant serves one model")
+        model = self.context.client("sagemaker", endpoint.account, endpoint.region).describe_model(
+            ModelName=variant["ModelName"])
+        if model.get("VpcConfig"):
+            raise ValueError(f"model {variant['ModelName']} has a VpcConfig: Serverless Inference runs in no VPC")
+        if model.get("EnableNetworkIsolation"):
+            raise ValueError(f"model {variant['ModelName']} enables network isolation: Serverless Inference does "
+                             "not support it")
 
     def _stop_fleets(self, running: list[Fleet], drain: bool = False) -> None:
         from modelwerk.local import endpoints as fleets
@@ -331,40 +403,20 @@ class EndpointFleets:
         variants = [dict(v) for v in config.production_variants]
         if not variants:
             raise validation(f"Endpoint configuration {config_name} has no ProductionVariants.")
+        if any(v.get("ServerlessConfig") for v in variants):
+            if len(variants) > 1:
+                raise validation(f"Endpoint configuration {config_name}: a serverless endpoint has one production "
+                                 "variant.")
+            if config.data_capture_config:
+                raise validation(f"Endpoint configuration {config_name}: DataCaptureConfig is not supported for "
+                                 "serverless endpoints.")
         return variants, dict(config.data_capture_config) if config.data_capture_config else None
 
     def _container(self, account: str, region: str, model_name: str) -> Container:
-        """The model's container: its own, or the model package version's (read in the package's account)."""
-        described = self.context.client("sagemaker", account, region).describe_model(ModelName=model_name)
-        container = described.get("PrimaryContainer") or (described.get("Containers") or [{}])[0]
-        image, url, environment = container.get("Image"), container.get("ModelDataUrl"), {}
-        package = container.get("ModelPackageName")
-        if package:
-            package_account, package_region = account, region
-            if package.startswith("arn:"):
-                parts = package.split(":")
-                package_region, package_account = parts[3], parts[4]
-            found = self.context.client("sagemaker", package_account, package_region).describe_model_package(
-                ModelPackageName=package)
-            containers = found.get("InferenceSpecification", {}).get("Containers", [])
-            if not containers:
-                raise ValueError(f"model package {package} has no InferenceSpecification container")
-            image = image or containers[0].get("Image")
-            url = url or containers[0].get("ModelDataUrl")
-            environment.update(containers[0].get("Environment") or {})
-        environment.update(container.get("Environment") or {})
-        return Container(image=image, mode=container.get("Mode", "SingleModel"), model_data_url=url,
-                         environment={str(k): str(v) for k, v in environment.items()})
+        return model_container(self.context, account, region, model_name)
 
     def _read_s3(self, account: str, region: str, uri: str) -> bytes:
-        from botocore.exceptions import ClientError
-
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
-        try:
-            return self.context.client("s3", account, region).get_object(Bucket=bucket, Key=key)["Body"].read()
-        except ClientError as error:
-            raise ValueError(f"the model artifact {uri} cannot be read: "
-                             f"{error.response.get('Error', {}).get('Code', error)}") from None
+        return read_s3(self.context, account, region, uri)
 
     # -- records, status, events -------------------------------------------------------------------------------------
     def _folder(self, endpoint: LocalEndpoint) -> Path:
@@ -391,7 +443,7 @@ class EndpointFleets:
             "variants": [{"name": f.variant, "fleet": f.fleet, "config": f.config, "url": f.url, "pid": f.pid,
                           "log": f.log, "mode": f.mode, "weight": round(weights.get(f.variant, 1.0) * f.share, 6),
                           "model_data_prefix": f.model_data_prefix, "model_cache_dir": f.model_cache_dir,
-                          "capture": captures.get(f.config)}
+                          "capture": captures.get(f.config), "serverless": f.serverless}
                          for f in running],
             "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
 
@@ -488,6 +540,17 @@ def _current(variant: dict[str, Any], fleet: Fleet) -> dict[str, Any]:
     if fleet.image:
         current["DeployedImages"] = [{"SpecifiedImage": fleet.image, "ResolutionTime": fleet.started}]
     return current
+
+
+def _idle_seconds() -> float:
+    """A serverless fleet's idle time before it stops, as the embedded AWS's environment sets it."""
+    raw = os.environ.get(SERVERLESS_IDLE_VARIABLE)
+    try:
+        return max(float(raw), 0.0) if raw else SERVERLESS_IDLE_SECONDS
+    except ValueError:
+        log.warning("%s=%r is not a number of seconds; using %s", SERVERLESS_IDLE_VARIABLE, raw,
+                    SERVERLESS_IDLE_SECONDS)
+        return SERVERLESS_IDLE_SECONDS
 
 
 def _variant_status(status: str) -> dict[str, Any]:

@@ -42,7 +42,8 @@ _EXECUTION_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:([a-z0-9-]+):(\d{12}):pi
 _PIPELINE_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:([a-z0-9-]+):(\d{12}):pipeline/([^/]+)$")
 #: Job step types: the metadata member, the job kind of their ARNs, the property naming the job, the log group.
 _JOB_KINDS = {"Processing": ("ProcessingJob", "processing-job", "ProcessingJobName", "/aws/sagemaker/ProcessingJobs"),
-              "Training": ("TrainingJob", "training-job", "TrainingJobName", "/aws/sagemaker/TrainingJobs")}
+              "Training": ("TrainingJob", "training-job", "TrainingJobName", "/aws/sagemaker/TrainingJobs"),
+              "Transform": ("TransformJob", "transform-job", "TransformJobName", "/aws/sagemaker/TransformJobs")}
 _LOG_BATCH = 1000
 DEFINITION_FILE = "definition.json"
 
