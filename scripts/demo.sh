@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole lifecycle on one machine, for both use cases: embedded AWS up -> generate (with bad rows) -> ingest ->
 # prepare -> pipeline run (register) -> approve -> promotion pipeline: staging, quality gate, approval, prod ->
-# traffic with capture -> drifted traffic -> drift monitor -> alarm -> on-call SNS -> retraining -> a new version;
+# batch scoring -> traffic with capture -> drifted traffic -> drift monitor -> alarm -> on-call SNS -> retraining ->
+# a new version;
 # then a short summary and the HTML lifecycle report under .modelwerk/reports/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +40,10 @@ for use_case in "${USE_CASES[@]}"; do
   step "$use_case: promote through the registry's promotion pipeline: staging deploy, CodeBuild gate, approval, prod"
   modelwerk promote --use-case "$use_case" latest --to prod --approve
 done
+
+step "pump-health: batch scoring in dev (the inference pipeline: export, Batch Transform, predictions to the analytics zone)"
+modelwerk batch run --use-case pump-health --version latest --wait
+modelwerk data query "SELECT model_version, count(*) AS predictions, count_if(prediction = 1) AS failures_predicted FROM modelwerk_dev_analytics.pump_health_predictions GROUP BY model_version"
 
 for use_case in "${USE_CASES[@]}"; do
   step "$use_case: traffic to prod (captured), then drifted traffic"
