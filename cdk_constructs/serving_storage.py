@@ -79,6 +79,20 @@ class ServingStorage(Construct):
                     expiration=Duration.days(props.capture_expiry_days),
                     noncurrent_version_expiration=Duration.days(1),
                 ),
+                # A batch execution's capture and working files (exports, transform output) age like capture: the
+                # predictions themselves are kept in the analytics zone.
+                s3.LifecycleRule(
+                    id="expire-batch-capture",
+                    prefix=f"{naming.BATCH_CAPTURE_ROOT}/",
+                    expiration=Duration.days(props.capture_expiry_days),
+                    noncurrent_version_expiration=Duration.days(1),
+                ),
+                s3.LifecycleRule(
+                    id="expire-batch-work",
+                    prefix=f"{naming.BATCH_ROOT}/",
+                    expiration=Duration.days(props.capture_expiry_days),
+                    noncurrent_version_expiration=Duration.days(1),
+                ),
                 s3.LifecycleRule(
                     id="expire-noncurrent-versions",
                     noncurrent_version_expiration=Duration.days(props.noncurrent_expiry_days),

@@ -261,9 +261,13 @@ def inference_role_name(project: str, env: str, use_case: str) -> str:
     return f"{project}-{env}-{use_case}-inference"
 
 
+#: The serving bucket's folder of the inference executions' working files (one subfolder per use case).
+BATCH_ROOT = "batch"
+
+
 def batch_prefix(use_case: str) -> str:
     """Where the inference executions of a use case keep their files in the serving bucket (one folder each)."""
-    return f"batch/{use_case}/"
+    return f"{BATCH_ROOT}/{use_case}/"
 
 
 #: The serving bucket's folder of batch transform capture (one subfolder per use case).

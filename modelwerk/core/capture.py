@@ -423,11 +423,11 @@ def manifest_uris(body: bytes | str) -> list[str]:
 
 def csv_filter(expression: str | None) -> Callable[[int], list[int]]:
     """The columns a transform's CSV ``InputFilter``/``OutputFilter`` keeps, as a function of a record's width:
-    ``$`` (all), ``$[i]``, ``$[i,j,...]``, ``$[a:b]`` (negative indices count from the end), the JSONPath subset
-    SageMaker applies to CSV records.
+    ``$`` (all), ``$[i]``, ``$[i,j,...]``, ``$[a:b]`` (both ends included; negative indices count from the end), the
+    JSONPath subset SageMaker applies to CSV records.
 
-    >>> csv_filter("$[1:]")(4), csv_filter("$[0,-1]")(4), csv_filter(None)(2)
-    ([1, 2, 3], [0, 3], [0, 1])
+    >>> csv_filter("$[1:]")(4), csv_filter("$[0,-1]")(4), csv_filter(None)(2), csv_filter("$[1:2]")(4)
+    ([1, 2, 3], [0, 3], [0, 1], [1, 2])
     """
     text = (expression or "$").replace(" ", "")
     if text == "$":
@@ -441,7 +441,8 @@ def csv_filter(expression: str | None) -> Callable[[int], list[int]]:
             raise ValueError(f"{expression!r}: a step is not supported")
         start = int(start_text) if start_text else None
         stop = int(stop_text) if stop_text else None
-        return lambda width: list(range(width))[start:stop]
+        # the end is inclusive, as SageMaker's examples read it ("$[1:4]": the second through the fifth column)
+        return lambda width: list(range(width))[start:None if stop in (None, -1) else stop + 1]
     indices = [int(part) for part in body.split(",")]
 
     def pick(width: int) -> list[int]:

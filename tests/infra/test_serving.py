@@ -251,6 +251,9 @@ def test_the_serving_bucket_is_named_encrypted_versioned_private_logged_tls_only
     assert bucket["DeletionPolicy"] == "Retain"
     rules = {r["Id"]: r for r in properties["LifecycleConfiguration"]["Rules"]}
     assert rules["expire-capture"]["Prefix"] == f"{naming.capture_prefix()}/"
+    assert rules["expire-batch-capture"]["Prefix"] == f"{naming.BATCH_CAPTURE_ROOT}/"
+    assert rules["expire-batch-work"]["Prefix"] == f"{naming.BATCH_ROOT}/"
+    assert rules["expire-batch-work"]["ExpirationInDays"] == rules["expire-capture"]["ExpirationInDays"]
     policies = [p for p in resources(template, "AWS::S3::BucketPolicy").values()
                 if p["Properties"]["Bucket"] == {"Ref": lid}]
     (policy,) = policies

@@ -79,7 +79,7 @@ def test_a_transform_job_joins_each_record_with_its_prediction_and_captures_mani
     assert [(j["TransformJobName"], j["TransformJobStatus"]) for j in listed] == [("joined", "Completed")]
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="capture/")["Contents"])
     hour = described["TransformStartTime"].strftime("%Y/%m/%d/%H")
-    assert keys == [f"capture/input/{hour}/joined.jsonl", f"capture/output/{hour}/joined.jsonl"]
+    assert keys == [f"capture/input/{hour}/joined.json", f"capture/output/{hour}/joined.json"]
     assert json.loads(_lines(s3, keys[0])[0]) == [{"prefix": f"s3://{BUCKET}/in/"}, "part-1.csv", "part-2.csv"]
     assert json.loads(_lines(s3, keys[1])[0]) == [{"prefix": f"s3://{BUCKET}/out/"}, "part-1.csv.out",
                                                   "part-2.csv.out"]

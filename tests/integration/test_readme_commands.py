@@ -31,8 +31,9 @@ USE_CASE = "pump-health"
 FILES = ("pumps.csv", "requests.csv", "drifted.csv", "labels.csv")
 #: Not run by this module: the session owns local mode.
 SESSION_OWNED = ("local up", "local down")
-#: Not run by this module: minutes of Spark, training and blue/green deployments that other modules test.
-LONG = ("data prepare", "pipeline run", "promote")
+#: Not run by this module: minutes of Spark, training, batch transforms and blue/green deployments that other modules
+#: test.
+LONG = ("data prepare", "pipeline run", "promote", "batch")
 #: Verbs that stopped with NoRegionError given only AWS_ENDPOINT_URL and keys (``runs list`` warned and left
 #: SageMaker's executions out), before sessions took the region of the environment in cdk.json.
 NO_REGION_BEFORE = ("data query", "pipeline list", "runs list", "endpoints list", "predict", "monitor run", "report")

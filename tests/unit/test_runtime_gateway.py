@@ -145,8 +145,10 @@ def test_container_errors_come_back_as_model_errors_and_unknown_endpoints_as_val
     assert headers["X-Amzn-SageMaker-Inference-Id"] == "id-9" and "Authorization" not in headers
 
 
-def test_a_stopped_fleet_answers_service_unavailable_not_a_traceback(tmp_path, loop):
+def test_a_stopped_fleet_answers_service_unavailable_not_a_traceback(tmp_path, loop, monkeypatch):
     from modelwerk.local.server import free_port
+
+    monkeypatch.setattr(runtime, "RECONNECT_SECONDS", 1.0)  # how long a replaced worker is waited for
 
     _write(tmp_path, "gone", variants=[{"url": f"http://127.0.0.1:{free_port()}", "weight": 1.0}])
     app = runtime.Gateway(tmp_path)

@@ -767,15 +767,17 @@ class TransformJobs:
 
     def _capture(self, job: TransformJob, s3: Any, objects: list[tuple[str, str]], written: list[str]) -> None:
         """SageMaker's batch capture: a manifest of the input objects and one of the output objects (not copies),
-        under ``<DestinationS3Uri>/input|output/yyyy/mm/dd/hh/<job name>.jsonl`` (the hour the job started)."""
+        under ``<DestinationS3Uri>/input|output/yyyy/mm/dd/hh/<job name>.json`` (the hour the job started), written by
+        :mod:`modelwerk.core.capture` as the drift monitor reads them."""
+        from modelwerk.core.capture import BATCH_INPUT, BATCH_OUTPUT, batch_manifest, batch_manifest_key
+
         capture = job.plan.capture or {}
         bucket, _, prefix = capture["DestinationS3Uri"].removeprefix("s3://").partition("/")
-        hour = (job.started or job.created).strftime("%Y/%m/%d/%H")
-        for kind, uris in (("input", [uri for uri, _ in objects]), ("output", written)):
+        for side, uris in ((BATCH_INPUT, [uri for uri, _ in objects]), (BATCH_OUTPUT, written)):
             common = _common_prefix(uris)
-            manifest = [{"prefix": common}, *(uri[len(common):] for uri in uris)]
-            key = "/".join(p for p in (prefix.strip("/"), kind, hour, f"{job.name}.jsonl") if p)
-            self._put(s3, bucket, key, (json.dumps(manifest) + "\n").encode("utf-8"), capture.get("KmsKeyId"))
+            key = batch_manifest_key(prefix, side, job.started or job.created, unique=job.name)
+            self._put(s3, bucket, key, batch_manifest(common, (uri[len(common):] for uri in uris)),
+                      capture.get("KmsKeyId"))
 
     # -- status -------------------------------------------------------------------------------------------------------
     def _finish(self, job: TransformJob, status: str, reason: str | None) -> None:
