@@ -15,7 +15,8 @@ import pytest
 from local_cli import cli_json, run_cli
 from modelwerk import naming
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-mode-reads")]
+# In the group whose modules change what is served (it deploys to dev), which also balances the two local modes.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-mode")]
 
 USE_CASE = ENDPOINT = "energy-forecast"
 PIPELINE = "modelwerk-dev-energy-forecast-inference"
@@ -45,7 +46,7 @@ def test_batch_run_scores_every_row_of_the_latest_snapshot_with_the_version_dev_
     execution = scored["execution_arn"].rsplit("/", 1)[-1]
     counted = cli_json("data", "query", f"SELECT count(*) AS n, min(model_version) AS v, max(model_version) AS w "
                        f"FROM {TABLE} WHERE execution_id = '{execution}'", env=cli_env)
-    assert counted["rows"] == [[scored["rows_scored"], str(served), str(served)]]
+    assert counted["rows"] == [[scored["rows_scored"], int(served), int(served)]]
 
 
 def test_the_inference_pipeline_started_by_boto3_alone_runs_and_awswrangler_reads_its_predictions(scored, local_mode):
