@@ -41,6 +41,34 @@ def projected_partitions(location: str) -> dict[str, str]:
     }
 
 
+def parquet_table(scope: Construct, construct_id: str, *, account: str, database_name: str, name: str,
+                  description: str, columns: Sequence[tuple[str, str]], location: str) -> glue.CfnTable:
+    """An external Parquet table under ``location`` with a daily ``dt`` partition that Athena projects (nothing
+    registers partitions)."""
+    return glue.CfnTable(
+        scope,
+        construct_id,
+        catalog_id=account,
+        database_name=database_name,
+        table_input=glue.CfnTable.TableInputProperty(
+            name=name,
+            description=description,
+            table_type="EXTERNAL_TABLE",
+            parameters={"classification": "parquet", "EXTERNAL": "TRUE", **projected_partitions(location)},
+            partition_keys=[glue.CfnTable.ColumnProperty(name=PARTITION_COLUMN, type="string")],
+            storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
+                columns=[glue.CfnTable.ColumnProperty(name=n, type=t) for n, t in columns],
+                location=location,
+                input_format=PARQUET_INPUT,
+                output_format=PARQUET_OUTPUT,
+                serde_info=glue.CfnTable.SerdeInfoProperty(
+                    serialization_library=PARQUET_SERDE, parameters={"serialization.format": "1"}
+                ),
+            ),
+        ),
+    )
+
+
 def table_prefix(zone: str, use_case: str) -> str:
     """Where a use case's table lives inside its zone bucket (analytics follows the curated layout)."""
     return naming.raw_prefix(use_case) if zone == "raw" else naming.curated_prefix(use_case)
@@ -85,27 +113,15 @@ class DataCatalog(Construct):
             for contract in contracts:
                 columns = contract.raw_schema() if zone == "raw" else contract.curated_schema()
                 location = f"s3://{bucket_names[zone]}/{table_prefix(zone, contract.use_case)}"
-                table = glue.CfnTable(
+                table = parquet_table(
                     self,
                     f"{zone.capitalize()}{pascal(contract.use_case)}Table",
-                    catalog_id=account,
+                    account=account,
                     database_name=self.database_names[zone],
-                    table_input=glue.CfnTable.TableInputProperty(
-                        name=contract.table_name,
-                        description=f"{contract.use_case} ({zone})",
-                        table_type="EXTERNAL_TABLE",
-                        parameters={"classification": "parquet", "EXTERNAL": "TRUE", **projected_partitions(location)},
-                        partition_keys=[glue.CfnTable.ColumnProperty(name=PARTITION_COLUMN, type="string")],
-                        storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
-                            columns=[glue.CfnTable.ColumnProperty(name=n, type=t) for n, t in columns],
-                            location=location,
-                            input_format=PARQUET_INPUT,
-                            output_format=PARQUET_OUTPUT,
-                            serde_info=glue.CfnTable.SerdeInfoProperty(
-                                serialization_library=PARQUET_SERDE, parameters={"serialization.format": "1"}
-                            ),
-                        ),
-                    ),
+                    name=contract.table_name,
+                    description=f"{contract.use_case} ({zone})",
+                    columns=columns,
+                    location=location,
                 )
                 table.add_resource_dependency(database)
                 self.tables[(zone, contract.use_case)] = table

@@ -38,13 +38,13 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from cdk_constructs.data_catalog import PARQUET_INPUT, PARQUET_OUTPUT, PARQUET_SERDE, projected_partitions
+from cdk_constructs.data_catalog import parquet_table
 from cdk_constructs.nag import acknowledge, acknowledge_checkov
 from cdk_constructs.permissions import (SAGEMAKER_NETWORK_INTERFACES, SAGEMAKER_VPC_DESCRIBE, S3_READ, S3_WRITE,
                                         allow, allow_network_interfaces, allow_objects)
 from cdk_constructs.queues import DEAD_LETTER_QUEUE, SQS_MANAGED_REASON
 from modelwerk import naming
-from modelwerk.core.contract import GLUE_TYPES, PARTITION_COLUMN, Contract
+from modelwerk.core.contract import GLUE_TYPES, Contract
 from modelwerk.core.layout import curated_prefix, snapshot_prefix
 from modelwerk.settings import BatchConfig
 
@@ -188,26 +188,15 @@ class InferencePipeline(Construct):
         columns = [(name, GLUE_TYPES[contract.column(name).type]) for name in keys]
         columns += [("prediction", GLUE_TYPES[contract.column(contract.label).type]), *LINEAGE_COLUMNS]
         location = f"s3://{props.analytics_bucket_name}/{naming.predictions_prefix(contract.use_case)}"
-        return glue.CfnTable(
+        return parquet_table(
             self,
             "PredictionsTable",
-            catalog_id=stack.account,
+            account=stack.account,
             database_name=self.analytics_database,
-            table_input=glue.CfnTable.TableInputProperty(
-                name=naming.predictions_table_name(contract.use_case),
-                description=f"{contract.use_case}: batch predictions with their lineage ({self.pipeline_name})",
-                table_type="EXTERNAL_TABLE",
-                parameters={"classification": "parquet", "EXTERNAL": "TRUE", **projected_partitions(location)},
-                partition_keys=[glue.CfnTable.ColumnProperty(name=PARTITION_COLUMN, type="string")],
-                storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
-                    columns=[glue.CfnTable.ColumnProperty(name=n, type=t) for n, t in columns],
-                    location=location,
-                    input_format=PARQUET_INPUT,
-                    output_format=PARQUET_OUTPUT,
-                    serde_info=glue.CfnTable.SerdeInfoProperty(serialization_library=PARQUET_SERDE,
-                                                               parameters={"serialization.format": "1"}),
-                ),
-            ),
+            name=naming.predictions_table_name(contract.use_case),
+            description=f"{contract.use_case}: batch predictions with their lineage ({self.pipeline_name})",
+            columns=columns,
+            location=location,
         )
 
     def _permissions(self, props: InferencePipelineProps, stack: Stack) -> None:

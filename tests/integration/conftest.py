@@ -5,8 +5,9 @@
 monitored, retrained model —, which the modules that look at the lifecycle (data lake, training, registry,
 endpoints, monitoring, promotion, the notebook) take as their starting state instead of building their own. Session
 fixtures live once per xdist worker: the modules that use them are in one of two groups, ``local-mode`` (they change
-what prod serves and judge its alarms, or deploy to dev: monitoring, promotion, batch scoring) and ``local-mode-reads`` (the rest), so two workers run
-them side by side, each on its own local mode and demo, and no module shares a local mode with one of the other group.
+what prod serves and judge its alarms, or deploy to dev: monitoring, promotion, batch scoring) and
+``local-mode-reads`` (the rest), so two workers run them side by side, each on its own local mode and demo, and no
+module shares a local mode with one of the other group.
 """
 
 from __future__ import annotations
