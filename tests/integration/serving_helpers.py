@@ -235,3 +235,23 @@ class ServingProcess:
 
 def csv_body(rows: np.ndarray) -> str:
     return "".join(",".join(repr(float(v)) for v in row) + "\n" for row in rows)
+
+
+def runtime_url(endpoint_url: str) -> str:
+    """The embedded AWS's SageMaker Runtime URL, from its local control (what ``local up`` writes into the profiles)."""
+    import urllib.request
+
+    request = urllib.request.Request(f"{endpoint_url}/modelwerk-api/sagemaker/runtime", data=b"{}", method="POST")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())["url"]
+
+
+def wait_for(condition, seconds: float = 30.0):
+    """``condition()``'s first truthy answer within ``seconds``; fails the test otherwise."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.25)
+    raise AssertionError("the condition did not hold in time")

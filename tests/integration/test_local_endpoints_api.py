@@ -7,15 +7,13 @@ prediction says which model served it. The endpoint is created, updated blue/gre
 from __future__ import annotations
 
 import json
-import time
-import urllib.request
 from pathlib import Path
 
 import boto3
 import numpy as np
 import pytest
 from botocore.exceptions import ClientError, WaiterError
-from serving_helpers import write_artifact
+from serving_helpers import runtime_url, wait_for, write_artifact
 from sklearn.dummy import DummyClassifier
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-endpoints-api")]
@@ -59,12 +57,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dev(server):
-    request = urllib.request.Request(f"{server.endpoint_url}/modelwerk-api/sagemaker/runtime", data=b"{}",
-                                     method="POST")
-    with urllib.request.urlopen(request, timeout=60) as response:
-        runtime_url = json.loads(response.read())["url"]
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=TEST_REGION)
-    return Account(server.endpoint_url, session, runtime_url)
+    return Account(server.endpoint_url, session, runtime_url(server.endpoint_url))
 
 
 @pytest.fixture(scope="module")
@@ -108,16 +102,6 @@ def _record(server, account: str = "123456789012") -> dict:
     return json.loads(path.read_text())
 
 
-def _wait_for(condition, seconds: float = 30.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.25)
-    raise AssertionError("the condition did not hold in time")
-
-
 def test_an_endpoint_serves_its_model_through_the_runtime_and_captures_requests(endpoint, dev):
     assert dev.predict() == "7"
     described = endpoint.describe_endpoint(EndpointName=ENDPOINT)
@@ -125,7 +109,7 @@ def test_an_endpoint_serves_its_model_through_the_runtime_and_captures_requests(
     assert described["ProductionVariants"][0]["CurrentWeight"] == 1.0
     assert described["DataCaptureConfig"]["CaptureStatus"] == "Started"
     s3 = dev.client("s3")
-    keys = _wait_for(lambda: [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"capture/{ENDPOINT}/")
+    keys = wait_for(lambda: [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"capture/{ENDPOINT}/")
                               .get("Contents", [])])
     line = json.loads(s3.get_object(Bucket=BUCKET, Key=keys[0])["Body"].read().splitlines()[0])
     assert line["captureData"]["endpointInput"]["data"] == ROW.decode()
@@ -164,7 +148,7 @@ def test_an_update_moves_the_endpoint_to_the_new_model_blue_green(endpoint, dev,
     assert described["EndpointConfigName"] == "m9" and "PendingDeploymentSummary" not in described
     assert described["LastDeploymentConfig"]["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "CANARY"
     assert dev.predict() == "9"
-    _wait_for(lambda: not _alive(old_pid), 20)
+    wait_for(lambda: not _alive(old_pid), 20)
 
 
 def test_an_alarm_in_alarm_rolls_the_update_back_to_the_old_model(endpoint, dev):
@@ -184,7 +168,7 @@ def test_an_alarm_in_alarm_rolls_the_update_back_to_the_old_model(endpoint, dev)
         pending = endpoint.describe_endpoint(EndpointName=ENDPOINT).get("PendingDeploymentSummary")
         return pending and pending["ProductionVariants"][0]["VariantStatus"][0]["Status"] == "Baking"
 
-    _wait_for(baking)
+    wait_for(baking)
     cloudwatch.set_alarm_state(AlarmName=f"{ENDPOINT}-5xx", StateValue="ALARM", StateReason="forced by the test")
     endpoint.get_waiter("endpoint_in_service").wait(EndpointName=ENDPOINT, WaiterConfig=WAIT)
     described = endpoint.describe_endpoint(EndpointName=ENDPOINT)
@@ -206,7 +190,7 @@ def test_a_model_that_does_not_load_fails_its_endpoint_with_the_reason(models, d
 def test_delete_endpoint_stops_its_process(endpoint, dev, server):
     pid = _record(server)["variants"][0]["pid"]
     endpoint.delete_endpoint(EndpointName=ENDPOINT)
-    _wait_for(lambda: not _alive(pid), 20)
+    wait_for(lambda: not _alive(pid), 20)
     with pytest.raises(ClientError) as gone:
         endpoint.describe_endpoint(EndpointName=ENDPOINT)
     assert gone.value.response["Error"]["Code"] == "ValidationException"

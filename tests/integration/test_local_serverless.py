@@ -8,11 +8,9 @@ The idle time is the embedded AWS's ``MODELWERK_SERVERLESS_IDLE_SECONDS``, short
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
-import urllib.request
 from types import SimpleNamespace
 
 import boto3
@@ -20,7 +18,7 @@ import numpy as np
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from serving_helpers import write_artifact
+from serving_helpers import runtime_url, write_artifact
 from sklearn.dummy import DummyClassifier
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-serverless")]
@@ -65,10 +63,7 @@ def sagemaker(embedded_aws, tmp_path_factory):
 @pytest.fixture(scope="module")
 def runtime(embedded_aws):
     """boto3's sagemaker-runtime against the local SageMaker Runtime, without retries (a throttle shows)."""
-    request = urllib.request.Request(f"{embedded_aws.endpoint_url}/modelwerk-api/sagemaker/runtime", data=b"{}",
-                                     method="POST")
-    with urllib.request.urlopen(request, timeout=60) as response:
-        url = json.loads(response.read())["url"]
+    url = runtime_url(embedded_aws.endpoint_url)
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
     return session.client("sagemaker-runtime", endpoint_url=url,
                            config=Config(retries={"total_max_attempts": 1, "mode": "standard"}, read_timeout=120))

@@ -10,15 +10,13 @@ changes, the blue/green update, the rolled-back update.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import urllib.request
 
 import boto3
 import numpy as np
 import pytest
-from serving_helpers import write_artifact
+from serving_helpers import runtime_url, write_artifact
 from sklearn.dummy import DummyClassifier
 
 from modelwerk.local.stack_deploy import StackDeployFailed, deploy_stack_template, stack_record
@@ -122,9 +120,7 @@ class Target:
     def __init__(self, embedded_aws, records):
         self.url, self.records = embedded_aws.endpoint_url, records
         self.session = _session(embedded_aws, STAGING)
-        request = urllib.request.Request(f"{self.url}/modelwerk-api/sagemaker/runtime", data=b"{}", method="POST")
-        with urllib.request.urlopen(request, timeout=60) as response:
-            self.runtime_url = json.loads(response.read())["url"]
+        self.runtime_url = runtime_url(self.url)
 
     def client(self, service: str):
         return self.session.client(service, endpoint_url=self.url)

@@ -22,7 +22,7 @@ import boto3
 import numpy as np
 import pytest
 from local_cli import ROOT, cli_environment, cli_json, run_cli
-from serving_helpers import write_artifact
+from serving_helpers import wait_for, write_artifact
 from sklearn.dummy import DummyClassifier
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-state")]
@@ -111,16 +111,6 @@ def _captured(server: Server) -> list[str]:
     return sorted(o["Key"] for o in listed.get("Contents", []))
 
 
-def _wait_for(condition, seconds: float = 30.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.25)
-    raise AssertionError("the condition did not hold in time")
-
-
 def test_a_crashed_embedded_aws_comes_back_with_its_lake_catalog_registry_endpoints_and_captures(tmp_path):
     from modelwerk.local.state import stop_leftovers
 
@@ -157,7 +147,7 @@ def test_a_crashed_embedded_aws_comes_back_with_its_lake_catalog_registry_endpoi
         sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName="m7")
         sagemaker.get_waiter("endpoint_in_service").wait(EndpointName=ENDPOINT, WaiterConfig=WAIT)
         assert server.predict().strip() == "7"
-        captured = _wait_for(lambda: _captured(server))
+        captured = wait_for(lambda: _captured(server))
         before = _what_clients_see(server)
         started = _marked(tmp_path)
         assert len(started) >= 3  # the server, the SageMaker Runtime, the endpoint's fleet
