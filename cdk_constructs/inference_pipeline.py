@@ -41,7 +41,7 @@ from constructs import Construct
 from cdk_constructs.data_catalog import parquet_table
 from cdk_constructs.nag import acknowledge, acknowledge_checkov
 from cdk_constructs.permissions import (SAGEMAKER_NETWORK_INTERFACES, SAGEMAKER_VPC_DESCRIBE, S3_READ, S3_WRITE,
-                                        allow, allow_network_interfaces, allow_objects)
+                                        allow, allow_network_interfaces, allow_objects, allow_sagemaker_jobs)
 from cdk_constructs.queues import DEAD_LETTER_QUEUE, SQS_MANAGED_REASON
 from modelwerk import naming
 from modelwerk.core.contract import GLUE_TYPES, Contract
@@ -251,13 +251,7 @@ class InferencePipeline(Construct):
         allow(role, actions=["sagemaker:DescribeModelPackage"],
               resources=[f"arn:{partition}:sagemaker:{region}:{props.registry_account}:model-package/{group}/*"],
               wildcard_reason="Versions are numbered as they are registered in the use case's group.")
-        allow(role, actions=["iam:PassRole"], resources=[role.role_arn],
-              conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}})
-        log_groups = [f"arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/{g}:*"
-                      for g in ("ProcessingJobs", "TransformJobs")]
-        allow(role, actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
-                             "logs:DescribeLogStreams"], resources=log_groups,
-              wildcard_reason="SageMaker writes one log stream per job into its fixed log groups.")
+        allow_sagemaker_jobs(role, log_groups=("ProcessingJobs", "TransformJobs"))
         host, _, path = props.image_uri.partition("/")
         parts = host.split(".")
         image_repository = f"arn:{partition}:ecr:{parts[3]}:{parts[0]}:repository/{path.split(':')[0]}"

@@ -103,3 +103,16 @@ def allow_network_interfaces(role: iam.IRole, *, actions: Sequence[str], describ
                           "subnets and security groups they are created in, to this account and region.")
     allow(role, actions=describe, resources=["*"],
           wildcard_reason="EC2's Describe actions take no resource: they work only on all resources.")
+
+
+def allow_sagemaker_jobs(role: iam.IRole, *, log_groups: Sequence[str]) -> None:
+    """What a SageMaker pipeline's role needs to run its steps' jobs as itself: passing itself to SageMaker only, and
+    writing the jobs' logs into SageMaker's fixed log groups (``ProcessingJobs``, ``TrainingJobs``, ...)."""
+    stack = Stack.of(role)
+    allow(role, actions=["iam:PassRole"], resources=[role.role_arn],
+          conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}})
+    allow(role, actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
+                         "logs:DescribeLogStreams"],
+          resources=[f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:/aws/sagemaker/{g}:*"
+                     for g in log_groups],
+          wildcard_reason="SageMaker writes one log stream per job into its fixed log groups.")

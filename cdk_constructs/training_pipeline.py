@@ -26,7 +26,7 @@ from constructs import Construct
 from cdk_constructs.nag import acknowledge, acknowledge_checkov
 from cdk_constructs.package_mirror import PackageMirror
 from cdk_constructs.permissions import (SAGEMAKER_NETWORK_INTERFACES, SAGEMAKER_VPC_DESCRIBE, S3_READ, allow,
-                                        allow_network_interfaces, allow_objects)
+                                        allow_network_interfaces, allow_objects, allow_sagemaker_jobs)
 from cdk_constructs.queues import DEAD_LETTER_QUEUE, SQS_MANAGED_REASON
 from modelwerk import naming
 from modelwerk.core.layout import curated_prefix, snapshot_prefix
@@ -210,13 +210,7 @@ class TrainingPipeline(Construct):
         allow(role, actions=REGISTER_ACTIONS,
               resources=[self.group_arn, f"{registry}:model-package/{group_name}/*"],
               wildcard_reason="A version's ARN ends in the number the registry assigns; only this use case's group.")
-        allow(role, actions=["iam:PassRole"], resources=[role.role_arn],
-              conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}})
-        log_groups = [f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:/aws/sagemaker/{g}:*"
-                      for g in ("ProcessingJobs", "TrainingJobs")]
-        allow(role, actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
-                             "logs:DescribeLogStreams"], resources=log_groups,
-              wildcard_reason="SageMaker writes one log stream per job into its fixed log groups.")
+        allow_sagemaker_jobs(role, log_groups=("ProcessingJobs", "TrainingJobs"))
         # The jobs' image, and the serving image the registered versions name (registering validates access to it).
         images = [props.image_uri] + ([props.serving_image_uri] if props.serving_image_uri else [])
         repositories = dict.fromkeys(
