@@ -38,6 +38,7 @@ import base64
 import binascii
 import datetime as _dt
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ __all__ = [
     "CapturedRequest",
     "batch_manifest",
     "batch_manifest_key",
+    "CsvFilter",
     "csv_filter",
     "manifest_uris",
     "capture_line",
@@ -421,34 +423,73 @@ def manifest_uris(body: bytes | str) -> list[str]:
     return [prefix + key.lstrip("/") for key in keys]
 
 
+_CSV_INDEXES = re.compile(r"^\$\[\s*(-?\d+(?:\s*,\s*-?\d+)*)\s*\]$")
+_CSV_SLICE = re.compile(r"^\$\[\s*(-?\d*)\s*:\s*(-?\d*)\s*\]$")
+
+
+@dataclass(frozen=True)
+class CsvFilter:
+    """A transform's CSV ``InputFilter``/``OutputFilter``: the JSONPath subset SageMaker applies to CSV records — the
+    whole record (``$``), some indexes (``$[0]``, ``$[0,2]``, ``$[-1]``) or one slice (``$[1:]``, ``$[:3]``,
+    ``$[1:3]``; both ends included, as SageMaker's examples read it). Indexes past the record are an
+    :class:`IndexError`.
+
+    >>> f = CsvFilter.parse("$[1:]"); f.columns(4), f.drops_first, CsvFilter.parse("$[0,-1]").select(list("abcd"))
+    ([1, 2, 3], True, ['a', 'd'])
+    """
+
+    indexes: tuple[int, ...] | None = None
+    start: int | None = None
+    end: int | None = None
+
+    @classmethod
+    def parse(cls, expression: str | None) -> "CsvFilter":
+        """The filter ``expression`` names (none or ``$``: the whole record); a :class:`ValueError` for another."""
+        text = (expression or "$").strip()
+        if text == "$":
+            return cls()
+        matched = _CSV_INDEXES.match(text)
+        if matched:
+            return cls(indexes=tuple(int(i) for i in matched.group(1).split(",")))
+        matched = _CSV_SLICE.match(text)
+        if matched and (matched.group(1) or matched.group(2)):
+            return cls(start=int(matched.group(1)) if matched.group(1) else None,
+                       end=int(matched.group(2)) if matched.group(2) else None)
+        raise ValueError(f"{expression!r} is not a CSV filter: $, an index or indexes ($[0], $[0,2], $[-1]) or one "
+                         "slice ($[1:], $[:3], $[1:3])")
+
+    @property
+    def whole(self) -> bool:
+        return self.indexes is None and self.start is None and self.end is None
+
+    @property
+    def drops_first(self) -> bool:
+        """``$[1:]``: the record less its first column (the row key), the inference pipeline's filter."""
+        return self.indexes is None and self.start == 1 and self.end is None
+
+    def columns(self, width: int) -> list[int]:
+        """The positions the filter keeps in a record of ``width`` values, in order."""
+        if self.whole:
+            return list(range(width))
+        if self.indexes is not None:
+            for index in self.indexes:
+                if not -width <= index < width:
+                    raise IndexError(f"index {index} is outside a row of {width} column(s)")
+            return [index + width if index < 0 else index for index in self.indexes]
+        start = 0 if self.start is None else (self.start + width if self.start < 0 else self.start)
+        end = width - 1 if self.end is None else (self.end + width if self.end < 0 else self.end)
+        if not 0 <= start < width or end >= width:
+            raise IndexError(f"slice [{self.start or ''}:{self.end or ''}] is outside a row of {width} column(s)")
+        return list(range(start, end + 1))
+
+    def select(self, fields: list[str]) -> list[str]:
+        return fields if self.whole else [fields[i] for i in self.columns(len(fields))]
+
+
 def csv_filter(expression: str | None) -> Callable[[int], list[int]]:
-    """The columns a transform's CSV ``InputFilter``/``OutputFilter`` keeps, as a function of a record's width:
-    ``$`` (all), ``$[i]``, ``$[i,j,...]``, ``$[a:b]`` (both ends included; negative indices count from the end), the
-    JSONPath subset SageMaker applies to CSV records.
+    """The columns a transform's CSV filter keeps, as a function of a record's width (:class:`CsvFilter`).
 
     >>> csv_filter("$[1:]")(4), csv_filter("$[0,-1]")(4), csv_filter(None)(2), csv_filter("$[1:2]")(4)
     ([1, 2, 3], [0, 3], [0, 1], [1, 2])
     """
-    text = (expression or "$").replace(" ", "")
-    if text == "$":
-        return lambda width: list(range(width))
-    if not (text.startswith("$[") and text.endswith("]")):
-        raise ValueError(f"{expression!r} is not a CSV filter ($, $[i,j], $[a:b])")
-    body = text[2:-1]
-    if ":" in body:
-        start_text, _, stop_text = body.partition(":")
-        if ":" in stop_text:
-            raise ValueError(f"{expression!r}: a step is not supported")
-        start = int(start_text) if start_text else None
-        stop = int(stop_text) if stop_text else None
-        # the end is inclusive, as SageMaker's examples read it ("$[1:4]": the second through the fifth column)
-        return lambda width: list(range(width))[start:None if stop in (None, -1) else stop + 1]
-    indices = [int(part) for part in body.split(",")]
-
-    def pick(width: int) -> list[int]:
-        picked = [i + width if i < 0 else i for i in indices]
-        if any(i < 0 or i >= width for i in picked):
-            raise ValueError(f"{expression!r} names a column a record of {width} values does not have")
-        return picked
-
-    return pick
+    return CsvFilter.parse(expression).columns

@@ -189,7 +189,7 @@ def read_batch(bodies: Iterable[bytes | str], columns: Sequence[str], *, input_f
         for row in records:
             try:
                 values = [row[i] for i in pick(len(row))]
-            except ValueError as exc:
+            except IndexError as exc:
                 values, reason = [], str(exc)
             else:
                 reason = f"a record of {len(values)} value(s) after the input filter, the model takes {len(columns)}"

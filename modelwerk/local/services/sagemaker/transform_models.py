@@ -41,6 +41,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlparse
 
+from modelwerk.core.capture import CsvFilter
 from modelwerk.local.services._routing import AwsError
 
 log = logging.getLogger("modelwerk.local")
@@ -55,8 +56,6 @@ DEFAULT_RETRIES = 3
 CSV, JSON, JSONLINES = "text/csv", "application/json", "application/jsonlines"
 _FORMATS = {"text/csv": CSV, "application/json": JSON, "application/jsonlines": JSONLINES,
             "application/x-jsonlines": JSONLINES}
-_INDEXES = re.compile(r"^\$\[\s*(-?\d+(?:\s*,\s*-?\d+)*)\s*\]$")
-_SLICE = re.compile(r"^\$\[\s*(-?\d*)\s*:\s*(-?\d*)\s*\]$")
 _DOTTED = re.compile(r"^\$((?:\.[A-Za-z_][\w-]*)+)$")
 _BRACKET = re.compile(r"^\$((?:\.[A-Za-z_][\w-]*)*)\[\s*('[^']+'(?:\s*,\s*'[^']+')*)\s*\]$")
 _ROW = re.compile(r"\brow (\d+)\b")
@@ -86,38 +85,6 @@ def media_format(media_type: str | None) -> str | None:
 
 
 @dataclass(frozen=True)
-class CsvPath:
-    """A CSV JSONPath: the whole row, some indexes, or one slice (end inclusive)."""
-
-    indexes: tuple[int, ...] | None = None
-    start: int | None = None
-    end: int | None = None
-    whole: bool = False
-
-    def select(self, fields: list[str]) -> list[str]:
-        if self.whole:
-            return fields
-        width = len(fields)
-        if self.indexes is not None:
-            chosen = []
-            for index in self.indexes:
-                if not -width <= index < width:
-                    raise IndexError(f"index {index} is outside a row of {width} column(s)")
-                chosen.append(fields[index])
-            return chosen
-        start = 0 if self.start is None else (self.start + width if self.start < 0 else self.start)
-        end = width - 1 if self.end is None else (self.end + width if self.end < 0 else self.end)
-        if not 0 <= start < width or end >= width:
-            raise IndexError(f"slice [{self.start or ''}:{self.end or ''}] is outside a row of {width} column(s)")
-        return fields[start:end + 1]
-
-    @property
-    def drops_first(self) -> bool:
-        """``$[1:]``: the row less its first column (the row key), the inference pipeline's filter."""
-        return self.indexes is None and not self.whole and self.start == 1 and self.end is None
-
-
-@dataclass(frozen=True)
 class JsonPath:
     """A JSON JSONPath: the whole document, a dotted member, or some members of one (``$.a['x','y']``)."""
 
@@ -137,21 +104,18 @@ class JsonPath:
         return {name: value[name] for name in self.members if name in value}
 
 
-def parse_filter(expression: str | None, fmt: str, what: str) -> CsvPath | JsonPath | None:
+def parse_filter(expression: str | None, fmt: str, what: str) -> CsvFilter | JsonPath | None:
     """The filter, None for ``$`` or none; a ValidationException for what the embedded SageMaker cannot evaluate."""
     text = (expression or "").strip()
     if text in ("", "$"):
         return None
     if fmt == CSV:
-        matched = _INDEXES.match(text)
-        if matched:
-            return CsvPath(indexes=tuple(int(i) for i in matched.group(1).split(",")))
-        matched = _SLICE.match(text)
-        if matched and (matched.group(1) or matched.group(2)):
-            return CsvPath(start=int(matched.group(1)) if matched.group(1) else None,
-                           end=int(matched.group(2)) if matched.group(2) else None)
-        raise validation(f"{what} {expression!r} is not a JSONPath the embedded SageMaker evaluates for CSV: it takes "
-                         "$, an index or indexes ($[0], $[0,2], $[-1]) or one slice ($[1:], $[:3], $[1:3])")
+        try:
+            return CsvFilter.parse(text)
+        except ValueError:
+            raise validation(f"{what} {expression!r} is not a JSONPath the embedded SageMaker evaluates for CSV: it "
+                             "takes $, an index or indexes ($[0], $[0,2], $[-1]) or one slice ($[1:], $[:3], $[1:3])"
+                             ) from None
     matched = _DOTTED.match(text)
     if matched:
         return JsonPath(path=tuple(matched.group(1).strip(".").split(".")))
@@ -196,8 +160,8 @@ class Plan:
     instances: int
     assemble_line: bool
     join: bool
-    input_filter: CsvPath | JsonPath | None
-    output_filter: CsvPath | JsonPath | None
+    input_filter: CsvFilter | JsonPath | None
+    output_filter: CsvFilter | JsonPath | None
     timeout: float
     retries: int
     capture: dict[str, Any] | None
@@ -299,19 +263,19 @@ class Records:
         selector = self.plan.input_filter
         if selector is None:
             return self.inputs
-        if isinstance(selector, CsvPath) and selector.drops_first and not self._quoted:
+        if isinstance(selector, CsvFilter) and selector.drops_first and not self._quoted:
             sent = [line.partition(b",")[2] for line in self.inputs]
             if all(sent) or all(b"," in line for line in self.inputs):  # else select() names the one-column line
                 return sent
         try:
-            if isinstance(selector, CsvPath):
+            if isinstance(selector, CsvFilter):
                 return [_csv_line(selector.select(_csv_fields(line.decode()))).encode() for line in self.inputs]
             return [json.dumps(selector.select(json.loads(line)), separators=(",", ":")).encode()
                     for line in self.inputs]
         except (IndexError, KeyError, ValueError, csv.Error):
             for index, line in enumerate(self.inputs):  # name the first record the filter cannot take
                 try:
-                    if isinstance(selector, CsvPath):
+                    if isinstance(selector, CsvFilter):
                         selector.select(_csv_fields(line.decode()))
                     else:
                         selector.select(json.loads(line))
